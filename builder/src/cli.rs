@@ -1,0 +1,288 @@
+//! The command line: clap definitions, validation into plain values, and dispatch.
+//!
+//! Flag names follow `docker buildx build` where one exists (see `DESIGN.md`, "Contracts").
+//! This module parses and dispatches; it does no work of its own. Commands whose engine has
+//! not landed yet say so in their `--help` and fail with a classified error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::envvars;
+use crate::outcome::{self, Exit, Failure};
+
+/// Build OCI images from Dockerfiles without privilege.
+///
+/// Every build step runs in its own unprivileged user namespace; foreign architectures run
+/// through qemu-user. When a build fails, rbuild names the known cause, the Dockerfile line
+/// and the fix.
+#[derive(Debug, Parser)]
+#[command(
+    name = "rbuild",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Developer logs on stderr (same as `RBUILD_LOG=debug`)
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build an image from a Dockerfile (not yet implemented)
+    Build(Box<BuildArgs>),
+    /// Run an image in a fresh unprivileged sandbox (not yet implemented)
+    Run(RunArgs),
+    /// Parse and lint a Dockerfile without building it (not yet implemented)
+    Check(CheckArgs),
+    /// Check this host for everything rootless and multi-arch builds need (not yet implemented)
+    Doctor(DoctorArgs),
+    /// Explain a known failure cause by its id (not yet implemented)
+    Explain(ExplainArgs),
+}
+
+/// `rbuild build`: flags as `docker buildx build` names them.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Build context directory
+    #[arg(default_value = ".")]
+    pub context: PathBuf,
+    /// Dockerfile to build (default: `CONTEXT/Dockerfile`)
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// Image name and tag, e.g. `registry.example.com/app:1.0` (repeatable)
+    #[arg(short = 't', long = "tag")]
+    pub tags: Vec<String>,
+    /// Target platforms, comma-separated or repeated (e.g. `linux/amd64,linux/arm64`)
+    #[arg(long = "platform", value_delimiter = ',')]
+    pub platforms: Vec<String>,
+    /// Build-time variable `KEY=VALUE` (repeatable)
+    #[arg(long = "build-arg")]
+    pub build_args: Vec<String>,
+    /// Build the stage with this name instead of the last one
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Image label `KEY=VALUE` (repeatable)
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// Extra named context `NAME=PATH` or `NAME=oci-layout://PATH` (repeatable)
+    #[arg(long = "build-context")]
+    pub build_contexts: Vec<String>,
+    /// Output destination, e.g. `type=oci,dest=out.tar` or `type=registry` (repeatable)
+    #[arg(short = 'o', long = "output")]
+    pub outputs: Vec<String>,
+    /// Push the result to the registry named by `--tag` (same as `--output type=registry`)
+    #[arg(long)]
+    pub push: bool,
+    /// Do not use the build cache
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Cache and content-store directory (default: `$XDG_CACHE_HOME/rbuild`)
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Secret for `RUN --mount=type=secret`: `id=ID,src=PATH` or `id=ID,env=VAR` (repeatable)
+    #[arg(long = "secret")]
+    pub secrets: Vec<String>,
+    /// Network for RUN steps
+    #[arg(long, value_enum, default_value_t = Network::Host)]
+    pub network: Network,
+    /// Progress output
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+    /// Format of diagnostics on stderr (default: `github` when `GITHUB_ACTIONS=true`)
+    #[arg(long, value_enum)]
+    pub message_format: Option<MessageFormat>,
+    /// Write all diagnostics as a JSON array to this file
+    #[arg(long)]
+    pub diagnostics_file: Option<PathBuf>,
+    /// Write diagnostics as a GitLab Code Quality report to this file
+    #[arg(long)]
+    pub codequality_file: Option<PathBuf>,
+    /// Write buildx-style build metadata (`containerimage.digest`, ...) to this file
+    #[arg(long)]
+    pub metadata_file: Option<PathBuf>,
+    /// Write the image id (config digest) to this file
+    #[arg(long)]
+    pub iidfile: Option<PathBuf>,
+    /// Registry `HOST[:PORT]` to reach over plain http (loopback registries need no flag)
+    #[arg(long = "insecure-registry")]
+    pub insecure_registries: Vec<String>,
+}
+
+/// `rbuild run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Platform of the image to run, e.g. `linux/arm64` (default: the host's)
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Network of the sandbox
+    #[arg(long, value_enum, default_value_t = Network::Host)]
+    pub network: Network,
+    /// Image reference or `oci-layout://PATH[:TAG]`
+    pub image: String,
+    /// Command to run instead of the image's entrypoint and cmd
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+/// `rbuild check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Dockerfile to check
+    #[arg(short = 'f', long = "file", default_value = "Dockerfile")]
+    pub file: PathBuf,
+    /// Print one S-expression per instruction, in the classic Docker parser dump form
+    #[arg(long)]
+    pub print_ast: bool,
+}
+
+/// `rbuild doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Also check what building for these platforms needs (comma-separated)
+    #[arg(long = "platform", value_delimiter = ',')]
+    pub platforms: Vec<String>,
+    /// Print the findings as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `rbuild explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Failure-cause id, e.g. `xattr-security-selinux-in-layer`
+    pub id: String,
+}
+
+/// Network of RUN steps and sandboxes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Network {
+    /// Share the host's network, as `docker build` does
+    Host,
+    /// A fresh network namespace with only loopback
+    None,
+}
+
+/// Progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    /// `tty` on a terminal, `plain` otherwise
+    Auto,
+    /// Live view of the steps
+    Tty,
+    /// One line per event, for CI logs
+    Plain,
+    /// One JSON event per line, for machines
+    Json,
+}
+
+/// How diagnostics are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MessageFormat {
+    /// `error: ...` and `hint: ...` lines
+    Human,
+    /// One JSON diagnostic per line
+    Json,
+    /// GitHub Actions workflow commands (`::error file=...,line=...::`)
+    Github,
+}
+
+/// Entry point of the binary: parse, run, render the outcome, map it to the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match run(&cli) {
+        Ok(()) => ExitCode::from(Exit::Ok.code()),
+        Err(err) => ExitCode::from(outcome::report(&err).code()),
+    }
+}
+
+/// Installs the developer-log subscriber: off unless `-v` or `RBUILD_LOG` asks for it.
+fn init_logging(verbose: bool) {
+    let filter = match std::env::var(envvars::RBUILD_LOG) {
+        Ok(f) if !f.is_empty() => f,
+        _ if verbose => "debug".to_owned(),
+        _ => return,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("debug"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    let name = match cli.command {
+        Command::Build(_) => "build",
+        Command::Run(_) => "run",
+        Command::Check(_) => "check",
+        Command::Doctor(_) => "doctor",
+        Command::Explain(_) => "explain",
+    };
+    Err(not_yet(name).into())
+}
+
+/// The failure of a command whose engine has not landed yet.
+fn not_yet(command: &str) -> Failure {
+    Failure::new(
+        Exit::Bug,
+        format!("`rbuild {command}` is not implemented yet"),
+    )
+    .hint("this is a development snapshot of rbuild; see the open issues for what lands next")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn platforms_split_on_commas_and_repeat() {
+        let cli = Cli::try_parse_from([
+            "rbuild",
+            "build",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--platform=linux/riscv64",
+            "ctx",
+        ])
+        .unwrap();
+        let Command::Build(args) = cli.command else {
+            panic!("expected build")
+        };
+        assert_eq!(
+            args.platforms,
+            ["linux/amd64", "linux/arm64", "linux/riscv64"]
+        );
+        assert_eq!(args.context, PathBuf::from("ctx"));
+        assert_eq!(args.network, Network::Host);
+    }
+
+    #[test]
+    fn run_takes_a_command_after_double_dash() {
+        let cli = Cli::try_parse_from(["rbuild", "run", "busybox", "--", "uname", "-m"]).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("expected run")
+        };
+        assert_eq!(args.image, "busybox");
+        assert_eq!(args.command, ["uname", "-m"]);
+    }
+
+    #[test]
+    fn unknown_flag_is_a_usage_error() {
+        let err = Cli::try_parse_from(["rbuild", "build", "--no-such-flag"]).unwrap_err();
+        assert_eq!(err.exit_code(), i32::from(Exit::Usage.code()));
+    }
+}
