@@ -9,8 +9,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::envvars;
-use crate::outcome::{self, Exit, Failure};
+use crate::outcome::{self, Exit};
+use crate::{cmd, envvars};
 
 /// Build OCI images from Dockerfiles without privilege.
 ///
@@ -219,23 +219,13 @@ fn init_logging(verbose: bool) {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
-    let name = match cli.command {
-        Command::Build(_) => "build",
-        Command::Run(_) => "run",
-        Command::Check(_) => "check",
-        Command::Doctor(_) => "doctor",
-        Command::Explain(_) => "explain",
-    };
-    Err(not_yet(name).into())
-}
-
-/// The failure of a command whose engine has not landed yet.
-fn not_yet(command: &str) -> Failure {
-    Failure::new(
-        Exit::Bug,
-        format!("`rbuild {command}` is not implemented yet"),
-    )
-    .hint("this is a development snapshot of rbuild; see the open issues for what lands next")
+    match &cli.command {
+        Command::Build(args) => cmd::build::run(args),
+        Command::Run(args) => cmd::run::run(args),
+        Command::Check(args) => cmd::check::run(args),
+        Command::Doctor(args) => cmd::doctor::run(args),
+        Command::Explain(args) => cmd::explain::run(args),
+    }
 }
 
 #[cfg(test)]

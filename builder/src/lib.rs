@@ -6,5 +6,7 @@
 //! and the outcome renderer exist; each later module arrives with its own issue.
 
 pub mod cli;
+pub mod cmd;
+pub mod diagnose;
 pub mod envvars;
 pub mod outcome;
