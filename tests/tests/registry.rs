@@ -2,6 +2,9 @@
 //! unprivileged test user, against the real `docker-registry` on 127.0.0.1, checked by
 //! independent clients (skopeo, umoci).
 
+// Helpers below are part of the tests: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
