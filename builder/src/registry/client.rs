@@ -524,8 +524,11 @@ impl Client {
             request: call.describe(),
             detail: format!("its token realm `{realm}` is not a URL"),
         })?;
-        let realm_host = url.host_str().unwrap_or_default().to_owned();
-        let token_request = format!("GET {}", url.path());
+        let realm_host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (h, _) => h.unwrap_or_default().to_owned(),
+        };
+        let token_request = format!("GET {}://{realm_host}{}", url.scheme(), url.path());
         let policy = self.options.retry.clone();
         let mut form = String::new();
         {
@@ -609,8 +612,8 @@ impl Client {
             if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
                 let code = read_code(resp).await;
                 return Err(RegistryError::Unauthorized {
-                    host: realm_host,
-                    request: format!("{token_request} (token for `{}`)", call.image.api_host()),
+                    host: host.clone(),
+                    request: token_request,
                     status: status_text(status),
                     code,
                     credentials: lookup.source.clone(),
