@@ -344,16 +344,108 @@ pub fn local_image<'a>(store: &'a Store, name: &str) -> Result<LocalImage<'a>, P
     ))
 }
 
-/// Resolves a local image (see [`local_image`]) for `platform`.
+/// Resolves a local image (see [`local_image`]) for `platform`. An image from an OCI
+/// layout is imported into the store first (verified, recorded as a ref under `name`), so
+/// its blobs are read from the store like those of a pulled image.
 pub fn image_from(
     store: &Store,
     name: &str,
     platform: &Platform,
 ) -> Result<ResolvedImage, PullImageError> {
     let local = local_image(store, name)?;
-    Ok(image::resolve(
-        local.source(),
-        local.descriptor(),
-        platform,
-    )?)
+    let resolved = image::resolve(local.source(), local.descriptor(), platform)?;
+    if let LocalImage::Layout(layout, root) = &local {
+        let mut wanted = vec![
+            root.clone(),
+            resolved.manifest_descriptor.clone(),
+            resolved.manifest.config.clone(),
+        ];
+        wanted.extend(resolved.manifest.layers.iter().cloned());
+        let mut blobs = std::collections::BTreeSet::new();
+        for d in &wanted {
+            let reader = layout.open(&d.digest).map_err(RegistryError::Store)?;
+            store
+                .put_reader(&d.digest, d.size, reader)
+                .map_err(RegistryError::Store)?;
+            blobs.insert(d.digest.clone());
+        }
+        store
+            .set_ref(&crate::store::RefRecord {
+                name: name.to_owned(),
+                digest: root.digest.clone(),
+                media_type: root.media_type.clone(),
+                size: root.size,
+                source: None,
+                blobs,
+            })
+            .map_err(RegistryError::Store)?;
+    }
+    Ok(resolved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::{Descriptor, media};
+
+    /// A layout with one linux/arm64 image tagged `t`; returns the layer digest.
+    fn layout_with_image(dir: &std::path::Path) -> Digest {
+        let l = layout::Layout::create(dir).unwrap();
+        let put = |bytes: &[u8]| {
+            let d = Digest::sha256_of(bytes);
+            std::fs::write(dir.join("blobs/sha256").join(d.hex()), bytes).unwrap();
+            d
+        };
+        let layer = put(b"not really a tar");
+        let config = format!(
+            r#"{{"architecture":"arm64","os":"linux","config":{{"Env":["A=1"]}},"rootfs":{{"type":"layers","diff_ids":["{layer}"]}}}}"#
+        );
+        let config_d = put(config.as_bytes());
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{config_d}","size":{}}},"layers":[{{"mediaType":"{}","digest":"{layer}","size":16}}]}}"#,
+            media::OCI_MANIFEST,
+            media::OCI_CONFIG,
+            config.len(),
+            media::OCI_LAYER
+        );
+        let manifest_d = put(manifest.as_bytes());
+        let d = Descriptor::new(media::OCI_MANIFEST, manifest_d, manifest.len() as u64);
+        l.tag(&d, Some("t")).unwrap();
+        layer
+    }
+
+    #[test]
+    fn image_from_a_layout_imports_it_into_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let layer = layout_with_image(&dir.path().join("layout"));
+        let store = Store::open(&dir.path().join("cache")).unwrap();
+        let name = format!("oci-layout://{}:t", dir.path().join("layout").display());
+        let image = image_from(&store, &name, &"linux/arm64".parse().unwrap()).unwrap();
+        assert_eq!(image.config.env(), ["A=1"]);
+        assert_eq!(image.layers()[0].digest, layer);
+        let listing: Vec<_> = std::fs::read_dir(dir.path().join("cache/blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(store.contains(&layer, Some(16)), "{layer} {listing:?}");
+        assert!(
+            store
+                .get_ref(&name)
+                .unwrap()
+                .unwrap()
+                .blobs
+                .contains(&layer)
+        );
+
+        // A single-platform image for another platform is refused by resolve only for
+        // indexes; a plain manifest resolves whatever its platform.
+        let err = image_from(
+            &store,
+            &format!("oci-layout://{}:nope", dir.path().join("layout").display()),
+            &Platform::host(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("no image tagged `nope`"), "{err}");
+    }
 }

@@ -271,6 +271,32 @@ impl Store {
         writer.commit(expected, Some(bytes.len() as u64))
     }
 
+    /// Stores what `reader` yields (e.g. a blob of an OCI layout), verified against
+    /// `expected` and `size`; a no-op when the blob is already stored.
+    pub fn put_reader(
+        &self,
+        expected: &Digest,
+        size: u64,
+        mut reader: impl Read,
+    ) -> Result<(), StoreError> {
+        if self.contains(expected, Some(size)) {
+            return Ok(());
+        }
+        let mut writer = self.writer(expected.algorithm())?;
+        let path = writer.path.clone();
+        io::copy(&mut reader, &mut writer).map_err(|e| {
+            match e.get_ref().and_then(|i| i.downcast_ref::<Corrupt>()) {
+                Some(c) => StoreError::DigestMismatch {
+                    expected: c.expected.clone(),
+                    actual: c.actual.clone(),
+                    size: c.size,
+                },
+                None => io_err(&path)(e),
+            }
+        })?;
+        writer.commit(Some(expected), Some(size)).map(|_| ())
+    }
+
     /// A writer to a temp file; [`BlobWriter::commit`] verifies and names it.
     pub fn writer(&self, algorithm: Algorithm) -> Result<BlobWriter, StoreError> {
         let dir = self.tmp_dir();
