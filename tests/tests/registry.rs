@@ -444,3 +444,83 @@ fn registry_prune_keeps_what_fits_and_removes_the_rest() {
     );
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn registry_pushed_image_runs_under_podman() {
+    let env = require!(Env::get());
+    let podman = require!(tool("/usr/bin/podman", "podman"));
+    // Debian's crun refuses this kind of host's hybrid cgroup layout rootless; runc works.
+    require!(tool("/usr/sbin/runc", "runc"));
+    require!(rbuild_e2e::registry::available());
+    require!(base::busybox());
+    let dir = env.user.tempdir().unwrap();
+    let src = user_layout(&env, dir.path());
+    let reg = Registry::start().unwrap();
+    let dest = format!("{}/rbuild/podman:test", reg.host());
+    let pushed = ok(&rbuild(
+        &env,
+        dir.path(),
+        &[
+            "push",
+            "--cache-dir",
+            dir.path().join("cache").to_str().unwrap(),
+            &format!("oci-layout://{}:latest", src.display()),
+            &dest,
+        ],
+    ));
+    // Podman with its own storage in the test's directory, as the test user.
+    let podman_cmd = |args: &[&str]| {
+        let mut c = env.user.command(&podman);
+        c.current_dir(dir.path())
+            .arg("--root")
+            .arg(dir.path().join("podman-root"))
+            .arg("--runroot")
+            .arg(dir.path().join("podman-run"))
+            .args(["--storage-driver", "vfs", "--runtime", "runc"])
+            .args(args);
+        c
+    };
+    run_ok(&mut podman_cmd(&[
+        "pull",
+        "--quiet",
+        "--tls-verify=false",
+        &dest,
+    ]))
+    .unwrap();
+    let digest = run_ok(&mut podman_cmd(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Digest}}",
+        &dest,
+    ]))
+    .unwrap();
+    assert_eq!(
+        digest.trim(),
+        pushed,
+        "podman resolved the index rbuild pushed"
+    );
+    let uname = run_ok(&mut podman_cmd(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        &dest,
+        "uname",
+        "-m",
+    ]))
+    .unwrap();
+    assert_eq!(uname.trim(), std::env::consts::ARCH, "podman ran the host's platform");
+    let hello = run_ok(&mut podman_cmd(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        &dest,
+        "sh",
+        "-c",
+        "echo hello from $(cat /etc/passwd | head -c 4)",
+    ]))
+    .unwrap();
+    assert_eq!(hello.trim(), "hello from root");
+}
