@@ -28,6 +28,21 @@ fn user_layout(env: &Env, dir: &Path) -> PathBuf {
     copy
 }
 
+/// A containers-tools command (skopeo, umoci, podman) as the test user. Its auth file is
+/// pinned to an empty one: without `XDG_RUNTIME_DIR` these tools otherwise look in
+/// `/run/containers/<uid>/`, which a root podman on the host makes unreadable.
+fn skopeo_cmd(env: &Env, program: &Path) -> Command {
+    let auth = std::env::temp_dir().join("rbuild-e2e-empty-auth.json");
+    if !auth.is_file() {
+        let tmp = auth.with_extension(format!("{}", std::process::id()));
+        std::fs::write(&tmp, "{}").unwrap();
+        std::fs::rename(&tmp, &auth).unwrap();
+    }
+    let mut c = env.user.command(program);
+    c.env("REGISTRY_AUTH_FILE", &auth);
+    c
+}
+
 fn rbuild(env: &Env, dir: &Path, args: &[&str]) -> Output {
     output(env.rbuild().current_dir(dir).args(args)).unwrap()
 }
@@ -44,7 +59,7 @@ fn ok(out: &Output) -> String {
 }
 
 fn skopeo_raw(env: &Env, skopeo: &Path, reference: &str) -> (Value, String) {
-    let raw = run_ok(env.user.command(skopeo).current_dir("/").args([
+    let raw = run_ok(skopeo_cmd(env, skopeo).current_dir("/").args([
         "inspect",
         "--raw",
         "--tls-verify=false",
@@ -230,7 +245,7 @@ fn registry_push_image_and_index_that_skopeo_and_umoci_accept() {
     assert_eq!(meta["image.name"], index_dest.as_str());
     assert_eq!(std::fs::read_to_string(&iid).unwrap(), want);
     for arch in ARCHES {
-        let info = run_ok(env.user.command(&skopeo).current_dir("/").args([
+        let info = run_ok(skopeo_cmd(&env, &skopeo).current_dir("/").args([
             "inspect",
             "--tls-verify=false",
             "--override-os=linux",
@@ -275,7 +290,7 @@ fn registry_push_image_and_index_that_skopeo_and_umoci_accept() {
 
     // skopeo copies both back out (every digest checked) ...
     let copy = dir.path().join("skopeo-copy");
-    run_ok(env.user.command(&skopeo).current_dir(dir.path()).args([
+    run_ok(skopeo_cmd(&env, &skopeo).current_dir(dir.path()).args([
         "copy",
         "--all",
         "--src-tls-verify=false",
@@ -283,7 +298,7 @@ fn registry_push_image_and_index_that_skopeo_and_umoci_accept() {
         &format!("oci:{}:multi", copy.display()),
     ]))
     .unwrap();
-    run_ok(env.user.command(&skopeo).current_dir(dir.path()).args([
+    run_ok(skopeo_cmd(&env, &skopeo).current_dir(dir.path()).args([
         "copy",
         "--src-tls-verify=false",
         &format!("docker://{image_dest}"),
@@ -470,7 +485,7 @@ fn registry_pushed_image_runs_under_podman() {
     ));
     // Podman with its own storage in the test's directory, as the test user.
     let podman_cmd = |args: &[&str]| {
-        let mut c = env.user.command(&podman);
+        let mut c = skopeo_cmd(&env, &podman);
         c.current_dir(dir.path())
             .arg("--root")
             .arg(dir.path().join("podman-root"))
@@ -510,7 +525,11 @@ fn registry_pushed_image_runs_under_podman() {
         "-m",
     ]))
     .unwrap();
-    assert_eq!(uname.trim(), std::env::consts::ARCH, "podman ran the host's platform");
+    assert_eq!(
+        uname.trim(),
+        std::env::consts::ARCH,
+        "podman ran the host's platform"
+    );
     let hello = run_ok(&mut podman_cmd(&[
         "run",
         "--rm",
