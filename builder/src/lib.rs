@@ -9,4 +9,7 @@ pub mod cli;
 pub mod cmd;
 pub mod diagnose;
 pub mod envvars;
+pub mod image;
 pub mod outcome;
+pub mod registry;
+pub mod store;
