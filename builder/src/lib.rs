@@ -8,5 +8,6 @@
 pub mod cli;
 pub mod cmd;
 pub mod diagnose;
+pub mod dockerfile;
 pub mod envvars;
 pub mod outcome;
