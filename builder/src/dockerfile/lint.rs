@@ -191,7 +191,7 @@ pub(super) fn static_lints(df: &Dockerfile, out: &mut Vec<Diagnostic>) {
                     out.push(d);
                 }
                 Kind::Workdir(w) => {
-                    if w.starts_with('/') || w.starts_with('$') {
+                    if is_absolute(w) || w.starts_with('$') {
                         workdir_set = true;
                     } else if !workdir_set {
                         let mut d = rules::WORKDIR_RELATIVE_PATH.at(
@@ -235,7 +235,7 @@ pub(super) fn static_lints(df: &Dockerfile, out: &mut Vec<Diagnostic>) {
                     }
                 }
                 Kind::Expose(ports) => {
-                    for p in ports {
+                    for p in ports.iter().filter(|p| !p.contains('$')) {
                         if p.contains(':') {
                             let mut d = rules::EXPOSE_INVALID_FORMAT.at(
                                 file,
@@ -285,6 +285,16 @@ pub(super) fn static_lints(df: &Dockerfile, out: &mut Vec<Diagnostic>) {
             last_of.push((kind, ins));
         }
     }
+}
+
+/// Absolute on Linux (`/app`) or Windows (`C:\\app`, `C:/app`, `\\app`).
+fn is_absolute(p: &str) -> bool {
+    let b = p.as_bytes();
+    p.starts_with(['/', '\\'])
+        || (b.len() >= 3
+            && b[0].is_ascii_alphabetic()
+            && b[1] == b':'
+            && matches!(b[2], b'\\' | b'/'))
 }
 
 fn quote_if_needed(v: &str) -> String {

@@ -85,11 +85,15 @@ pub struct Dockerfile {
     pub stages: Vec<Stage>,
     /// Syntax errors, instruction errors and lint warnings, in line order.
     pub diagnostics: Vec<Diagnostic>,
+    /// Whether the syntax tree is complete (no syntax error while building it); the
+    /// classic dump of an incomplete tree would be misleading.
+    pub syntax_ok: bool,
 }
 
 /// Parses a Dockerfile. Never fails and never panics: problems are diagnostics.
 pub fn parse(bytes: &[u8], file: &str) -> Dockerfile {
     let parsed = parser::parse(bytes, file);
+    let syntax_ok = parsed.is_complete();
     let mut diags = parsed.diagnostics;
     let mut meta_args = Vec::new();
     let mut stages: Vec<Stage> = Vec::new();
@@ -150,6 +154,7 @@ pub fn parse(bytes: &[u8], file: &str) -> Dockerfile {
         meta_args,
         stages,
         diagnostics: Vec::new(),
+        syntax_ok,
     };
     lint::static_lints(&df, &mut diags);
     diags.sort_by_key(|d| (d.line, d.end_line));
@@ -209,7 +214,7 @@ impl Dockerfile {
     /// every stage (not only the target's), with the `# check=` directive applied.
     pub fn check(&self, opts: &BuildOptions) -> Vec<Diagnostic> {
         let mut out = self.diagnostics.clone();
-        if !self.stages.is_empty() && !self.has_errors() {
+        if !self.stages.is_empty() && self.syntax_ok {
             let plan = self.plan(opts);
             out.extend(plan.diagnostics.iter().cloned());
             let mut envs: Vec<Option<Vec<(String, String)>>> = vec![None; self.stages.len()];

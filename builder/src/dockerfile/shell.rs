@@ -545,6 +545,8 @@ impl<E: Env + ?Sized> ShellWord<'_, E> {
                     Ok(value)
                 }
             }
+            // BuildKit reports `${FOO` as an unsupported modifier U+FFFD; say what it is.
+            None => err("syntax error: missing '}'"),
             _ => err(format!("unsupported modifier ({chs}) in substitution")),
         }
     }
@@ -748,10 +750,7 @@ mod tests {
         assert_eq!(x("$ x"), "$ x");
         assert_eq!(x("$1x"), "x");
         assert_eq!(x("$$"), "");
-        assert_eq!(
-            x("${FOO"),
-            "ERR unsupported modifier (\u{FFFD}) in substitution"
-        );
+        assert_eq!(x("${FOO"), "ERR syntax error: missing '}'");
         assert_eq!(x("${"), "ERR syntax error: missing '}'");
         assert_eq!(x("${}"), "ERR syntax error: bad substitution");
         assert_eq!(x("${:-x}"), "ERR syntax error: bad substitution");

@@ -248,9 +248,9 @@ pub struct Step {
     pub mounts: Vec<Mount>,
     /// Image environment before this instruction (base image env + `ENV`s).
     pub env: Arc<Vec<(String, String)>>,
-    /// Build arguments in scope before this instruction, with values; a `RUN` sees them as
-    /// environment variables (after `env`, which wins), and so do predefined proxy args
-    /// given with `--build-arg`.
+    /// Build arguments in scope before this instruction, with values. A `RUN` sees them as
+    /// environment variables (`env` wins on a name clash); the engine adds the
+    /// [`PREDEFINED_ARGS`] given with `--build-arg`, which need no `ARG` line.
     pub args: Arc<Vec<(String, String)>>,
 }
 
@@ -831,10 +831,10 @@ impl Dockerfile {
                             .or_else(|| {
                                 auto.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
                             });
-                        let a = Arc::make_mut(&mut args);
-                        match value {
-                            Some(v) => set(a, name, v),
-                            None => a.retain(|(k, _)| k != name),
+                        // Without a value, an earlier value of the same ARG stays (as in
+                        // BuildKit, where the state keeps it).
+                        if let Some(v) = value {
+                            set(Arc::make_mut(&mut args), name, v);
                         }
                     }
                 }
