@@ -8,6 +8,8 @@
 //! `RBUILD_BLESS=1 cargo test -p rbuild --test corpus` rewrites the expected files; review
 //! the diff before committing it.
 
+#![allow(clippy::unwrap_used)] // helpers of the test harness: a panic is the failure report
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;

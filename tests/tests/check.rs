@@ -1,6 +1,8 @@
 //! `rbuild check` end to end: the real binary, run as the unprivileged test user, on
 //! Dockerfiles written to a directory the test user owns.
 
+#![allow(clippy::unwrap_used)] // helpers of the test harness: a panic is the failure report
+
 use std::fs;
 use std::path::Path;
 

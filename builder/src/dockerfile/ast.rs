@@ -193,10 +193,7 @@ pub fn go_quote(s: &str) -> String {
 /// printable. (Unassigned code points are treated as printable: Rust's standard library
 /// has no table of them; Go escapes them.)
 fn go_is_print(c: char) -> bool {
-    let u = c as u32;
-    if u < 0x80 {
-        return (0x20..0x7f).contains(&u);
-    }
+    #[allow(clippy::unreadable_literal)]
     const NOT_PRINT: &[(u32, u32)] = &[
         (0x80, 0xa0),
         (0xad, 0xad),
@@ -226,6 +223,10 @@ fn go_is_print(c: char) -> bool {
         (0xe0020, 0xe007f),
         (0xf0000, 0x10ffff),
     ];
+    let u = c as u32;
+    if u < 0x80 {
+        return (0x20..0x7f).contains(&u);
+    }
     if (u & 0xfffe) == 0xfffe {
         return false;
     }

@@ -98,11 +98,7 @@ fn check_syntax(p: &str) -> Result<(), String> {
     let mut chars = p.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
-            '\\' => {
-                if chars.next().is_none() {
-                    return Err("trailing `\\`".to_owned());
-                }
-            }
+            '\\' if chars.next().is_none() => return Err("trailing `\\`".to_owned()),
             '[' => {
                 if chars.peek() == Some(&'^') {
                     chars.next();

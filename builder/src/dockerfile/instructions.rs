@@ -824,7 +824,7 @@ mod tests {
         );
         assert_eq!(
             parse_go_duration("1.5h"),
-            Some((false, Duration::from_secs(5400)))
+            Some((false, Duration::from_mins(90)))
         );
         assert_eq!(parse_go_duration("0"), Some((false, Duration::ZERO)));
         assert_eq!(parse_go_duration("10"), None);

@@ -303,7 +303,7 @@ pub fn parse_mount(
             _ => {
                 let mut msg = format!("unexpected key `{key}` in `{field}`");
                 if let Some(s) = super::suggest(&key, KEYS.iter().copied()) {
-                    msg.push_str(&format!(" (did you mean `{s}`?)"));
+                    msg = format!("{msg} (did you mean `{s}`?)");
                 }
                 return Err(msg);
             }

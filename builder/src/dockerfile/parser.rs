@@ -76,6 +76,7 @@ pub fn parse(bytes: &[u8], file: &str) -> Parsed {
     }
 }
 
+#[allow(clippy::naive_bytecount)] // once per file with invalid UTF-8
 fn line_of(bytes: &[u8], offset: usize) -> u32 {
     let n = bytes[..offset.min(bytes.len())]
         .iter()
@@ -283,10 +284,9 @@ impl<'a> LineParser<'a> {
                         .to_ascii_lowercase();
                     if matches!(keyword.as_str(), "run" | "copy" | "add" | "onbuild")
                         && line.contains("<<")
+                        && let Ok(docs) = heredocs_from_line(&line)
                     {
-                        if let Ok(docs) = heredocs_from_line(&line) {
-                            self.read_heredocs(docs, start);
-                        }
+                        self.read_heredocs(docs, start);
                     }
                     let span = Span::new(start, self.current());
                     let d = self.error(e.rule, span, e.message);

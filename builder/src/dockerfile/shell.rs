@@ -79,6 +79,7 @@ impl<A: Env + ?Sized, B: Env + ?Sized> Env for Layered<'_, A, B> {
 /// How to lex. [`Lexer::new`] gives what Dockerfile instructions use; the switches exist
 /// for heredoc detection and for heredoc bodies, as in BuildKit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::struct_excessive_bools)] // BuildKit's switches, one each
 pub struct Lexer {
     /// The escape token: `\` or `` ` `` (from the `# escape=` directive).
     pub escape: char,
@@ -382,19 +383,17 @@ impl<E: Env + ?Sized> ShellWord<'_, E> {
     }
 
     fn get_env(&mut self, name: &str, guarded: bool) -> Option<String> {
-        match self.env.get(name) {
-            Some(v) => {
-                if !self.matched.iter().any(|m| m == name) {
-                    self.matched.push(name.to_owned());
-                }
-                Some(v.to_owned())
+        let env = self.env;
+        if let Some(v) = env.get(name) {
+            if !self.matched.iter().any(|m| m == name) {
+                self.matched.push(name.to_owned());
             }
-            None => {
-                if !guarded && !self.unmatched.iter().any(|m| m == name) {
-                    self.unmatched.push(name.to_owned());
-                }
-                None
+            Some(v.to_owned())
+        } else {
+            if !guarded && !self.unmatched.iter().any(|m| m == name) {
+                self.unmatched.push(name.to_owned());
             }
+            None
         }
     }
 

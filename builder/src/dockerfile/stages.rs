@@ -61,9 +61,8 @@ impl Platform {
             ("x86_64" | "x86-64" | "amd64", Some(v)) => ("amd64".to_owned(), Some(v.to_owned())),
             ("aarch64" | "arm64", None | Some("v8" | "8")) => ("arm64".to_owned(), None),
             ("aarch64" | "arm64", Some(v)) => ("arm64".to_owned(), Some(v.to_owned())),
-            ("armhf", _) => ("arm".to_owned(), Some("v7".to_owned())),
+            ("armhf", _) | ("arm", None) => ("arm".to_owned(), Some("v7".to_owned())),
             ("armel", _) => ("arm".to_owned(), Some("v6".to_owned())),
-            ("arm", None) => ("arm".to_owned(), Some("v7".to_owned())),
             ("arm", Some(v)) => (
                 "arm".to_owned(),
                 Some(if v.starts_with('v') {
@@ -457,17 +456,9 @@ impl Dockerfile {
                 };
                 for r in refs {
                     match self.resolve_from(&r, i, ins.span, &mut diags) {
-                        Some(Source::Stage(s)) => {
-                            if !deps.contains(&s) {
-                                deps.push(s);
-                            }
-                        }
-                        Some(Source::Image(img)) => {
-                            if !images.contains(&img) {
-                                images.push(img);
-                            }
-                        }
-                        None => {}
+                        Some(Source::Stage(s)) if !deps.contains(&s) => deps.push(s),
+                        Some(Source::Image(img)) if !images.contains(&img) => images.push(img),
+                        _ => {}
                     }
                 }
             }
@@ -501,9 +492,10 @@ impl Dockerfile {
         let last = self.stages.len().saturating_sub(1);
         let target = match &opts.target {
             None => last,
-            Some(t) => match find_stage(&self.stages, t, self.stages.len()) {
-                Some(i) => i,
-                None => {
+            Some(t) => {
+                if let Some(i) = find_stage(&self.stages, t, self.stages.len()) {
+                    i
+                } else {
                     let names: Vec<&str> = self
                         .stages
                         .iter()
@@ -530,7 +522,7 @@ impl Dockerfile {
                     diags.push(d);
                     last
                 }
-            },
+            }
         };
 
         let mut order = Vec::new();
