@@ -140,6 +140,15 @@ impl Lexer {
 
     /// Expands `word` against `env`: the result, its fields and the variables it used.
     pub fn expand<E: Env + ?Sized>(&self, word: &str, env: &E) -> Result<Expansion, ExpandError> {
+        if !word.contains(['$', '\'', '"', self.escape]) {
+            // Nothing to expand, unquote or unescape: only field splitting applies.
+            return Ok(Expansion {
+                result: word.to_owned(),
+                words: word.split_whitespace().map(str::to_owned).collect(),
+                matched: Vec::new(),
+                unmatched: Vec::new(),
+            });
+        }
         let mut sw = ShellWord {
             lex: self,
             chars: word.chars().collect(),
@@ -597,6 +606,32 @@ fn is_digit(ch: char) -> bool {
 /// Converts a shell pattern (`*`, `?`, `\` escapes; no brackets) to a regular expression,
 /// as BuildKit's `convertShellPatternToRegex` does.
 fn shell_pattern_regex(pattern: &str, greedy: bool, anchored: bool) -> Result<Regex, ExpandError> {
+    // The same few patterns recur in a file (`${VAR%/*}` in every stage); compiling a
+    // regular expression costs far more than matching it, so keep recent ones.
+    thread_local! {
+        static CACHE: std::cell::RefCell<HashMap<(String, bool, bool), Regex>> =
+            std::cell::RefCell::new(HashMap::new());
+    }
+    let key = (pattern.to_owned(), greedy, anchored);
+    if let Some(re) = CACHE.with(|c| c.borrow().get(&key).cloned()) {
+        return Ok(re);
+    }
+    let re = compile_shell_pattern(pattern, greedy, anchored)?;
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= 256 {
+            c.clear();
+        }
+        c.insert(key, re.clone());
+    });
+    Ok(re)
+}
+
+fn compile_shell_pattern(
+    pattern: &str,
+    greedy: bool,
+    anchored: bool,
+) -> Result<Regex, ExpandError> {
     let mut out = String::with_capacity(pattern.len() + 4);
     if anchored {
         out.push('^');
