@@ -756,6 +756,7 @@ pub(crate) fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
         Some(r) => (true, r),
         None => (false, rest),
     };
+    let rest = rest.trim_start_matches(is_re_space);
     if rest.is_empty() || rest.contains('<') {
         return Ok(None);
     }
@@ -872,6 +873,47 @@ mod tests {
         assert!(run.heredocs[1].chomp);
         assert_eq!(run.heredocs[1].chomped_content(), "literal $B\n");
         assert_eq!(p.ast.nodes[2].span, Span::line(7));
+    }
+
+    #[test]
+    fn heredoc_words() {
+        let names = |line: &str| -> Vec<String> {
+            heredocs_from_line(line)
+                .unwrap()
+                .into_iter()
+                .map(|h| h.name)
+                .collect()
+        };
+        assert_eq!(names("RUN <<EOF <<EOF2"), ["EOF", "EOF2"]);
+        assert_eq!(names("RUN <<  EOF  > foo"), ["EOF"]);
+        assert_eq!(names("RUN << -EOF"), ["-EOF"]);
+        assert_eq!(names("RUN 4<<EOF"), ["EOF"]);
+        assert!(names("RUN '<<EOF'").is_empty());
+        assert!(names("RUN \"<<EOF\"").is_empty());
+        let one = |w: &str| parse_heredoc(w).unwrap().map(|h| (h.name, h.expand));
+        for w in [
+            "<<EOF",
+            "<<'EOF'",
+            "<<\"EOF\"",
+            "<<-EOF",
+            "<<-'EOF'",
+            "<<EO\"F\"",
+            "<< EOF",
+            "<<- EOF",
+        ] {
+            assert_eq!(one(w).map(|h| h.0).as_deref(), Some("EOF"), "{w}");
+        }
+        for w in ["", "EOF", "<<", "<<-", "<EOF", "<<<EOF", "<<EOF sh"] {
+            assert_eq!(one(w), None, "{w}");
+        }
+        for w in ["<<'EOF", "<<\"EOF", "<<EOF'", "<<EOF\""] {
+            assert!(parse_heredoc(w).is_err(), "{w}");
+        }
+        assert_eq!(one("<<eo'f'"), Some(("eof".to_owned(), false)));
+        assert_eq!(one("<<eo\\'f"), Some(("eo'f".to_owned(), true)));
+        assert_eq!(one("<<'e'o\\'f"), Some(("eo'f".to_owned(), false)));
+        assert_eq!(one("<<'one two'"), Some(("one two".to_owned(), false)));
+        assert_eq!(one("<<$EOF"), Some(("$EOF".to_owned(), true)));
     }
 
     #[test]

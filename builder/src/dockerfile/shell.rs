@@ -140,7 +140,7 @@ impl Lexer {
 
     /// Expands `word` against `env`: the result, its fields and the variables it used.
     pub fn expand<E: Env + ?Sized>(&self, word: &str, env: &E) -> Result<Expansion, ExpandError> {
-        if !word.contains(['$', '\'', '"', self.escape]) {
+        if !word.contains(['$', '\'', '"', '<', self.escape]) {
             // Nothing to expand, unquote or unescape: only field splitting applies.
             return Ok(Expansion {
                 result: word.to_owned(),
@@ -287,6 +287,21 @@ impl<E: Env + ?Sized> ShellWord<'_, E> {
                 let tmp = self.process_dollar()?;
                 result.push_str(&tmp);
                 fields.add_string(&tmp);
+            } else if ch == '<' {
+                // `<<` keeps the whitespace after it in the same field, so that heredoc
+                // detection sees `<<  EOF` as one word (BuildKit's processPossibleHeredoc).
+                self.pos += 1;
+                let mut tmp = String::from("<");
+                if self.peek() == Some('<') {
+                    self.pos += 1;
+                    tmp.push('<');
+                    while let Some(ws) = self.peek().filter(|c| c.is_whitespace()) {
+                        tmp.push(ws);
+                        self.pos += 1;
+                    }
+                }
+                result.push_str(&tmp);
+                fields.add_raw_string(&tmp);
             } else if quotes && ch == '\'' {
                 let tmp = self.process_single_quote()?;
                 result.push_str(&tmp);
@@ -905,6 +920,61 @@ mod tests {
             .unwrap();
         assert_eq!(e.matched, ["FOO"]);
         assert_eq!(e.unmatched, ["NOPE"]);
+    }
+
+    /// Cases whose results BuildKit's lexer tests pin down (env: PWD=/home, SHELL=bash,
+    /// KOREAN=한국어); `None` means an error.
+    #[test]
+    fn agrees_with_buildkit_on_known_cases() {
+        let env: Vec<(String, String)> =
+            [("PWD", "/home"), ("SHELL", "bash"), ("KOREAN", "한국어")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+        let cases: &[(&str, Option<&str>)] = &[
+            (r#"he'll'o"#, Some("hello")),
+            (r#"he'llo"#, None),
+            (r#"he\'llo"#, Some("he'llo")),
+            (r#"he\\'llo"#, None),
+            (r#"abc\tdef"#, Some("abctdef")),
+            (r#""abc\tdef""#, Some(r#"abc\tdef"#)),
+            (r#""abc\\tdef""#, Some(r#"abc\tdef"#)),
+            (r#"'hello\'"#, Some(r#"hello\"#)),
+            (r#"hello\\"#, Some(r#"hello\"#)),
+            (r#""hello\""#, None),
+            (r#""''""#, Some("''")),
+            ("$.", Some("$.")),
+            ("he$1x", Some("hex")),
+            ("he$pwd.", Some("he.")),
+            (r#"he\\$PWD"#, Some(r#"he\/home"#)),
+            (r#""he\\$PWD""#, Some(r#"he\/home"#)),
+            (r#"\${}aaa"#, Some("${}aaa")),
+            ("he${}xx", None),
+            ("he${.}", None),
+            ("he${XXX:-${PWD:-yyy}}xx", Some("he/homexx")),
+            ("he${XXX:-${YYY:-yyy}}xx", Some("heyyyxx")),
+            ("he${XXX:YYY}", None),
+            ("he${PWD:+${SHELL}}xx", Some("hebashxx")),
+            (r#""he'$PWD'""#, Some("he'/home'")),
+            (r#"'\$PWD'"#, Some(r#"\$PWD"#)),
+            ("he${PWD:=000}xx", None),
+            ("he${PWD:+${PWD}:}xx", Some("he/home:xx")),
+            (r#"he${XXX:-\$PWD:}xx"#, Some("he$PWD:xx")),
+            (r#"he${XXX:-\${PWD}z}xx"#, Some("he${PWDz}xx")),
+            ("안'녕'하세요", Some("안녕하세요")),
+            (r#"안녕\'하세요"#, Some("안녕'하세요")),
+            ("안녕$KOREAN", Some("안녕한국어")),
+            ("${{aaa}", None),
+            ("${aaa}}", Some("}")),
+            ("${aaa:-bbb}}", Some("bbb}")),
+            ("${aaa:-bbb ${foo}", None),
+            ("${aaa:-bbb {foo}", Some("bbb {foo")),
+            ("${:+bbb}", None),
+        ];
+        for (word, want) in cases {
+            let got = Lexer::new('\\').expand_word(word, &env).ok();
+            assert_eq!(got.as_deref(), *want, "{word}");
+        }
     }
 
     #[test]
