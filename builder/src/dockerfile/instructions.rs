@@ -363,7 +363,7 @@ fn sources_and_dest(
         return fail(
             rules::INVALID_INSTRUCTION,
             format!(
-                "{kw} requires at least two arguments, but only one was provided. Destination could not be determined."
+                "{kw} requires at least two arguments, but only one was provided: the destination could not be determined"
             ),
             format!("write `{kw} SOURCE... DESTINATION`"),
         );
@@ -647,7 +647,7 @@ impl Instruction {
                     "ONBUILD" => {
                         return fail(
                             rules::INVALID_INSTRUCTION,
-                            "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",
+                            "chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",
                             None,
                         );
                     }
@@ -681,7 +681,7 @@ impl Instruction {
                 }
                 return fail(
                     rules::UNKNOWN_INSTRUCTION,
-                    format!("unknown instruction: {kw}"),
+                    format!("unknown instruction `{kw}`"),
                     hint,
                 );
             }
@@ -749,7 +749,7 @@ fn healthcheck(kw: &str, node: &Node) -> Result<Healthcheck, InstructionError> {
     if typ != "CMD" {
         return fail(
             rules::INVALID_INSTRUCTION,
-            format!("Unknown type \"{typ}\" in HEALTHCHECK (try CMD)"),
+            format!("unknown type `{typ}` in HEALTHCHECK (try CMD)"),
             "write `HEALTHCHECK CMD command` or `HEALTHCHECK NONE`".to_owned(),
         );
     }
@@ -763,7 +763,7 @@ fn healthcheck(kw: &str, node: &Node) -> Result<Healthcheck, InstructionError> {
     if cmd.is_empty() {
         return fail(
             rules::INVALID_INSTRUCTION,
-            "Missing command after HEALTHCHECK CMD",
+            "missing command after HEALTHCHECK CMD",
             None,
         );
     }
@@ -780,7 +780,7 @@ fn healthcheck(kw: &str, node: &Node) -> Result<Healthcheck, InstructionError> {
             Ok(n) => {
                 return fail(
                     rules::INVALID_FLAG,
-                    format!("--retries cannot be negative ({n})"),
+                    format!("`--retries` cannot be negative (`{n}`)"),
                     None,
                 );
             }
@@ -873,7 +873,7 @@ mod tests {
                 "SHELL sh -c",
                 "invalid-instruction: SHELL requires the arguments to be in JSON form",
             ),
-            ("RUNN x", "unknown-instruction: unknown instruction: RUNN"),
+            ("RUNN x", "unknown-instruction: unknown instruction `RUNN`"),
             ("COPY --form=x a b", "invalid-flag: unknown flag `--form`"),
             (
                 "RUN --network=bridge x",
@@ -881,14 +881,14 @@ mod tests {
             ),
             (
                 "ONBUILD ONBUILD RUN x",
-                "invalid-instruction: Chaining ONBUILD",
+                "invalid-instruction: chaining ONBUILD",
             ),
             ("ONBUILD FROM x", "invalid-instruction: FROM isn't allowed"),
             (
                 "HEALTHCHECK --interval=1us CMD x",
                 "invalid-flag: `--interval` cannot be less than 1ms",
             ),
-            ("HEALTHCHECK CONNECT x", "invalid-instruction: Unknown type"),
+            ("HEALTHCHECK CONNECT x", "invalid-instruction: unknown type"),
             (
                 "EXPOSE",
                 "invalid-instruction: EXPOSE requires at least one argument",

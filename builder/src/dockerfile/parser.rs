@@ -8,7 +8,7 @@
 
 use crate::diagnose::Diagnostic;
 
-use super::ast::{Ast, Directive, Heredoc, Node, Span, go_quote};
+use super::ast::{Ast, Directive, Heredoc, Node, Span};
 use super::json::{self, JsonError};
 use super::rules;
 use super::shell::{Lexer, NoEnv};
@@ -706,8 +706,7 @@ fn parse_name_val(rest: &str, key: &str, escape: char) -> Result<Vec<String>, No
             return node_err(
                 rules::INVALID_KEY_VALUE,
                 format!(
-                    "Syntax error - can't find = in {}. Must be of the form: name=value",
-                    go_quote(word)
+                    "syntax error - can't find `=` in `{word}`: pairs must be of the form `name=value`"
                 ),
                 Some(&format!(
                     "give every pair as `name=value`; quote values with spaces: `{key} {word}=\"...\"`"
