@@ -40,6 +40,11 @@ pub enum Command {
     /// Run an image in a fresh unprivileged sandbox (not yet implemented)
     Run(RunArgs),
     /// Parse and lint a Dockerfile without building it
+    ///
+    /// Prints diagnostics on stderr (`error: FILE:LINE: message (rule-id)` and a `hint:`
+    /// line) and exits 1 when the Dockerfile has an error. Lint warnings do not change the
+    /// exit status unless the file starts with `# check=error=true`; `# check=skip=RULE,...`
+    /// silences rules. Every rule is documented in `docs/rules/<rule-id>.md`.
     Check(CheckArgs),
     /// Check this host for everything rootless and multi-arch builds need (not yet implemented)
     Doctor(DoctorArgs),
