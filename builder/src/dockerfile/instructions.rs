@@ -700,6 +700,43 @@ impl Instruction {
     }
 }
 
+/// Parses an `ONBUILD` trigger stored in a base image's config (`RUN echo hi`, heredoc
+/// bodies included), for the engine to run it at the start of a stage built on that image.
+pub fn parse_trigger(expression: &str, escape: char) -> Result<Instruction, InstructionError> {
+    let mut text = String::new();
+    if escape != '\\' {
+        text.push_str("# escape=`\n");
+    }
+    text.push_str(expression);
+    text.push('\n');
+    let parsed = super::parser::parse(text.as_bytes(), "ONBUILD");
+    if let Some(d) = parsed
+        .diagnostics
+        .iter()
+        .find(|d| d.severity == crate::diagnose::Severity::Error)
+    {
+        return fail(
+            super::rules::find(&d.id)
+                .copied()
+                .unwrap_or(rules::INVALID_INSTRUCTION),
+            format!("invalid ONBUILD trigger `{expression}`: {}", d.message),
+            d.hint.clone(),
+        );
+    }
+    match parsed.ast.nodes.as_slice() {
+        [node] if !matches!(node.name().as_str(), "onbuild" | "from" | "maintainer") => {
+            Instruction::from_node(node)
+        }
+        _ => fail(
+            rules::INVALID_INSTRUCTION,
+            format!(
+                "invalid ONBUILD trigger `{expression}`: it must be one instruction other than ONBUILD, FROM or MAINTAINER"
+            ),
+            None,
+        ),
+    }
+}
+
 /// `(?i)^\s*ONBUILD\s*` removed.
 fn strip_onbuild(original: &str) -> &str {
     let t = original.trim_start_matches(|c: char| c.is_ascii_whitespace());
@@ -856,6 +893,19 @@ mod tests {
             panic!()
         };
         assert_eq!(o.expression, "RUN echo hi");
+    }
+
+    #[test]
+    fn onbuild_triggers_round_trip() {
+        let Kind::Onbuild(o) = one("ONBUILD RUN <<EOF\necho hi\nEOF").unwrap() else {
+            panic!()
+        };
+        let t = parse_trigger(&o.expression, '\\').unwrap();
+        let Kind::Run(r) = t.kind else { panic!() };
+        assert_eq!(r.command.heredocs[0].content, "echo hi\n");
+        assert!(parse_trigger("FROM x", '\\').is_err());
+        assert!(parse_trigger("COPY a", '\\').is_err());
+        assert!(parse_trigger("RUN a\nRUN b", '\\').is_err());
     }
 
     #[test]

@@ -41,6 +41,8 @@
 //!    anything else that needs Dockerfile word semantics.
 //! 5. [`dockerignore::Matcher`] decides which context paths are excluded while walking a
 //!    context; [`dockerignore::candidates`] names the ignore files to try.
+//! 6. [`instructions::parse_trigger`] reads the `ONBUILD` triggers of a base image's
+//!    config, which run first in a stage built on it.
 //!
 //! Every diagnostic carries the Dockerfile name and the instruction's first and last line;
 //! build errors that stem from an instruction should take [`instructions::Instruction::span`].
