@@ -144,10 +144,15 @@ ensure_cargo_tool() {
 # Bounded fuzzing of the Dockerfile frontend (cargo-fuzz, which needs nightly Rust for
 # libFuzzer's sanitizer flags). Builds every target in fuzz/ and runs each for a few
 # seconds, seeded with the Dockerfile corpus; a crash or hang fails. Seconds per target:
-# RBUILD_FUZZ_SECONDS (default 20). Nightly cannot be installed offline, so a missing
-# nightly skips with the fix locally and fails with CI=true.
+# RBUILD_FUZZ_SECONDS (default 20). A missing nightly is installed with rustup when it can
+# be (it cannot offline); otherwise fuzzing is skipped with the fix locally and fails with
+# CI=true.
 run_fuzz() {
   local seconds=${RBUILD_FUZZ_SECONDS:-20} work target
+  if ! cargo +nightly --version >/dev/null 2>&1 && command -v rustup >/dev/null 2>&1; then
+    say "installing nightly Rust for cargo-fuzz (rustup toolchain install nightly --profile minimal)"
+    rustup toolchain install nightly --profile minimal >&2 || true
+  fi
   if ! cargo +nightly --version >/dev/null 2>&1; then
     local fix="rustup toolchain install nightly --profile minimal"
     [ "${CI:-}" = true ] && die "fuzzing needs nightly Rust
