@@ -142,3 +142,34 @@ ensure_cargo_tool() {
     cargo install --locked "$crate" >&2
   fi
 }
+
+# Bounded fuzzing of the Dockerfile frontend (cargo-fuzz, which needs nightly Rust for
+# libFuzzer's sanitizer flags). Builds every target in fuzz/ and runs each for a few
+# seconds, seeded with the Dockerfile corpus; a crash or hang fails. Seconds per target:
+# RBUILD_FUZZ_SECONDS (default 20). A missing nightly is installed with rustup when it can
+# be (it cannot offline); otherwise fuzzing is skipped with the fix locally and fails with
+# CI=true.
+run_fuzz() {
+  local seconds=${RBUILD_FUZZ_SECONDS:-20} work target
+  if ! cargo +nightly --version >/dev/null 2>&1 && command -v rustup >/dev/null 2>&1; then
+    say "installing nightly Rust for cargo-fuzz (rustup toolchain install nightly --profile minimal)"
+    rustup toolchain install nightly --profile minimal >&2 || true
+  fi
+  if ! cargo +nightly --version >/dev/null 2>&1; then
+    local fix="rustup toolchain install nightly --profile minimal"
+    [ "${CI:-}" = true ] && die "fuzzing needs nightly Rust
+hint: $fix"
+    warn "SKIPPED fuzzing: nightly Rust is not installed (fix: $fix)"
+    return 0
+  fi
+  ensure_cargo_tool fuzz cargo-fuzz
+  work=$(mktemp -d)
+  for target in dockerfile expand dockerignore; do
+    mkdir -p "$work/$target"
+    say "fuzz $target for ${seconds}s"
+    (cd "$ROOT/fuzz" && cargo +nightly fuzz run "$target" "$work/$target" "$ROOT/builder/tests/corpus" -- \
+      -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -n 12) >&2 \
+      || { rm -rf "$work"; die "fuzz target $target failed; the crashing input is in fuzz/artifacts/$target/"; }
+  done
+  rm -rf "$work"
+}

@@ -39,7 +39,12 @@ pub enum Command {
     Build(Box<BuildArgs>),
     /// Run an image in a fresh unprivileged sandbox (not yet implemented)
     Run(RunArgs),
-    /// Parse and lint a Dockerfile without building it (not yet implemented)
+    /// Parse and lint a Dockerfile without building it
+    ///
+    /// Prints diagnostics on stderr (`error: FILE:LINE: message (rule-id)` and a `hint:`
+    /// line) and exits 1 when the Dockerfile has an error. Lint warnings do not change the
+    /// exit status unless the file starts with `# check=error=true`; `# check=skip=RULE,...`
+    /// silences rules. Every rule is documented in `docs/rules/<rule-id>.md`.
     Check(CheckArgs),
     /// Check this host for everything rootless and multi-arch builds need (not yet implemented)
     Doctor(DoctorArgs),
@@ -137,15 +142,26 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
-/// `rbuild check`.
+/// `rbuild check`: exits 1 when the Dockerfile has an error; lint warnings are printed and
+/// do not change the exit status (`# check=error=true` in the file makes them errors).
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Dockerfile to check
     #[arg(short = 'f', long = "file", default_value = "Dockerfile")]
     pub file: PathBuf,
-    /// Print one S-expression per instruction, in the classic Docker parser dump form
+    /// Print one S-expression per instruction on stdout, in the classic Docker parser dump
+    /// form
     #[arg(long)]
     pub print_ast: bool,
+    /// Build-time variable `KEY=VALUE` to check with (repeatable)
+    #[arg(long = "build-arg")]
+    pub build_args: Vec<String>,
+    /// Check as if building this stage
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Check as if building for this platform, e.g. `linux/arm64` (default: the host's)
+    #[arg(long)]
+    pub platform: Option<String>,
 }
 
 /// `rbuild doctor`.

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod cmd;
 pub mod diagnose;
+pub mod dockerfile;
 pub mod envvars;
 pub mod image;
 pub mod outcome;
