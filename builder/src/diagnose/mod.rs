@@ -1,10 +1,22 @@
 //! Diagnostics: what rbuild tells users about a problem, with a stable id, a place in the
 //! Dockerfile when one applies, an explanation and a fix.
 //!
-//! This module owns the [`Diagnostic`] record (the JSON contract of `--diagnostics-file`,
-//! see `DESIGN.md`). The failure-cause catalog, detectors and renderers (human, JSON,
-//! GitHub workflow commands, GitLab Code Quality) arrive with the diagnose issue. Other
-//! modules create diagnostics; they never render them.
+//! This module owns:
+//! - the [`Diagnostic`] record, the JSON contract of `--diagnostics-file` (`DESIGN.md`);
+//! - the failure-cause [`catalog`] ([`Cause`]: stable ids other modules classify with);
+//! - the log-[`signatures`] matcher for failed steps;
+//! - the [`render`]ers: human, JSON, GitHub workflow commands and step summary, GitLab Code
+//!   Quality, and Checks API payloads;
+//! - the host [`probe`]s behind `rbuild doctor`.
+//!
+//! Other modules create diagnostics (classified at their source); they never render them.
+//! Nothing here creates namespaces or mounts itself: probes that need a user namespace run
+//! `unshare(1)` as a child process.
+
+pub mod catalog;
+pub mod signatures;
+
+pub use catalog::Cause;
 
 use serde::{Deserialize, Serialize};
 
