@@ -193,6 +193,16 @@ pub enum MessageFormat {
     Github,
 }
 
+impl From<MessageFormat> for crate::diagnose::render::Format {
+    fn from(f: MessageFormat) -> Self {
+        match f {
+            MessageFormat::Human => Self::Human,
+            MessageFormat::Json => Self::Json,
+            MessageFormat::Github => Self::Github,
+        }
+    }
+}
+
 /// Entry point of the binary: parse, run, render the outcome, map it to the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();

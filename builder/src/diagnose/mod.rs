@@ -14,6 +14,7 @@
 //! `unshare(1)` as a child process.
 
 pub mod catalog;
+pub mod render;
 pub mod signatures;
 
 pub use catalog::Cause;
