@@ -41,9 +41,9 @@ pub enum Command {
     Run(RunArgs),
     /// Parse and lint a Dockerfile without building it (not yet implemented)
     Check(CheckArgs),
-    /// Check this host for everything rootless and multi-arch builds need (not yet implemented)
+    /// Check this host for everything rootless and multi-arch builds need
     Doctor(DoctorArgs),
-    /// Explain a known failure cause by its id (not yet implemented)
+    /// Explain a known failure cause by its id
     Explain(ExplainArgs),
 }
 
@@ -142,22 +142,40 @@ pub struct CheckArgs {
     pub print_ast: bool,
 }
 
-/// `rbuild doctor`.
+/// `rbuild doctor`: probes the host (user namespaces, subordinate ids, `newuidmap`,
+/// `/proc`, overlayfs, state directory, qemu/binfmt per platform, cgroups, seccomp and
+/// AppArmor, limits) and prints what is wrong with the fix. Exits 3 when a build would
+/// fail here.
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// Also check what building for these platforms needs (comma-separated)
+    /// Also check what building for these platforms needs (comma-separated or repeated;
+    /// default: this host's platform, and linux/arm64 or linux/amd64 as a warning only)
     #[arg(long = "platform", value_delimiter = ',')]
     pub platforms: Vec<String>,
     /// Print the findings as JSON on stdout
     #[arg(long)]
     pub json: bool,
+    /// State directory to check, as `rbuild build --cache-dir` (default: `$XDG_CACHE_HOME/rbuild`)
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Format of the problems printed on stderr (default: `github` when `GITHUB_ACTIONS=true`)
+    #[arg(long, value_enum)]
+    pub message_format: Option<MessageFormat>,
 }
 
-/// `rbuild explain`.
+/// `rbuild explain`: prints a catalog entry (what happened, why, the fix, what rbuild
+/// does, how it is recognised), the same text as `docs/failures/<id>.md`.
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
     /// Failure-cause id, e.g. `xattr-security-selinux-in-layer`
-    pub id: String,
+    #[arg(required_unless_present = "list")]
+    pub id: Option<String>,
+    /// List every known failure cause
+    #[arg(long, conflicts_with = "id")]
+    pub list: bool,
+    /// Print the entry (or the list) as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Network of RUN steps and sandboxes.

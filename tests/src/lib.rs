@@ -17,6 +17,7 @@ pub mod devtools;
 pub mod gate;
 pub mod http;
 pub mod oci;
+pub mod plain_user;
 pub mod registry;
 pub mod user;
 

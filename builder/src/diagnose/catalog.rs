@@ -332,7 +332,7 @@ use Detector::{Behaviour, LayerScan, Log, Probe, Structured};
 pub static CATALOG: &[Entry] = &[
     Entry {
         cause: C::SubidRangeTooSmall,
-        title: "a file is owned by an id this build cannot map",
+        title: "not enough subordinate ids are mapped for this build",
         severity: Severity::Error,
         exit: Exit::Host,
         auto_avoid: AutoAvoid::Partly,

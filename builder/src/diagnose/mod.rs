@@ -7,13 +7,16 @@
 //! - the log-[`signatures`] matcher for failed steps;
 //! - the [`render`]ers: human, JSON, GitHub workflow commands and step summary, GitLab Code
 //!   Quality, and Checks API payloads;
-//! - the host [`probe`]s behind `rbuild doctor`.
+//! - the host [`probe`]s behind `rbuild doctor`;
+//! - the catalog as [`docs`]: `docs/failures/<id>.md` pages and `rbuild explain` text.
 //!
 //! Other modules create diagnostics (classified at their source); they never render them.
 //! Nothing here creates namespaces or mounts itself: probes that need a user namespace run
 //! `unshare(1)` as a child process.
 
 pub mod catalog;
+pub mod docs;
+pub mod probe;
 pub mod render;
 pub mod signatures;
 

@@ -1,6 +1,6 @@
 //! The log-signature matcher: finds the catalog cause behind a failed step's output.
 //!
-//! Every [`Signature`](super::catalog::Signature) of the catalog becomes one ordered rule:
+//! Every [`Signature`] of the catalog becomes one ordered rule:
 //! exact tool messages first, then specific, then generic ones; within a tier, in catalog
 //! order (most frequent cause first). On each line the first matching rule wins; over the
 //! whole output the best-ranked rule wins, so a generic `operation not permitted`-style
