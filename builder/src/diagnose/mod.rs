@@ -4,7 +4,9 @@
 //! This module owns:
 //! - the [`Diagnostic`] record, the JSON contract of `--diagnostics-file` (`DESIGN.md`);
 //! - the failure-cause [`catalog`] ([`Cause`]: stable ids other modules classify with);
-//! - the log-[`signatures`] matcher for failed steps;
+//! - the detectors that need no build engine: the log-[`signatures`] matcher for failed
+//!   steps, [`layerscan`] (tar headers before unpacking) and [`behaviour`] (what a step
+//!   left running);
 //! - the [`render`]ers: human, JSON, GitHub workflow commands and step summary, GitLab Code
 //!   Quality, and Checks API payloads;
 //! - the host [`probe`]s behind `rbuild doctor`;
@@ -14,8 +16,10 @@
 //! Nothing here creates namespaces or mounts itself: probes that need a user namespace run
 //! `unshare(1)` as a child process.
 
+pub mod behaviour;
 pub mod catalog;
 pub mod docs;
+pub mod layerscan;
 pub mod probe;
 pub mod render;
 pub mod signatures;

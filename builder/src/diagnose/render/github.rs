@@ -188,6 +188,28 @@ pub fn workflow_commands(diagnostics: &[Diagnostic]) -> Vec<String> {
     lines
 }
 
+/// A fresh random token for `::stop-commands::`, from the kernel's random source.
+pub fn stop_token() -> io::Result<String> {
+    let mut bytes = [0u8; 16];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+    Ok(bytes.iter().fold(String::from("rbuild-"), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    }))
+}
+
+/// The line that makes the runner ignore workflow commands until [`resume_commands`] with
+/// the same token: print it before echoing untrusted output (a step's log), so the output
+/// cannot inject annotations, masks or environment changes.
+pub fn stop_commands(token: &str) -> String {
+    format!("::stop-commands::{token}")
+}
+
+/// The line that turns workflow commands back on after [`stop_commands`].
+pub fn resume_commands(token: &str) -> String {
+    format!("::{token}::")
+}
+
 /// Escapes text for a Markdown table cell: no HTML, no cell breaks, one line.
 fn cell(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -347,6 +369,16 @@ mod tests {
                 .iter()
                 .all(|l| l.contains("title=run-failed"))
         );
+    }
+
+    #[test]
+    fn untrusted_output_can_be_fenced_off() {
+        let a = stop_token().unwrap();
+        let b = stop_token().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), "rbuild-".len() + 32);
+        assert_eq!(stop_commands(&a), format!("::stop-commands::{a}"));
+        assert_eq!(resume_commands(&a), format!("::{a}::"));
     }
 
     #[test]
