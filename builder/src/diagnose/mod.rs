@@ -12,19 +12,22 @@
 //! - the host [`probe`]s behind `rbuild doctor`;
 //! - the catalog as [`docs`]: `docs/failures/<id>.md` pages and `rbuild explain` text.
 //!
-//! Other modules create diagnostics (classified at their source); they never render them.
+//! Other modules create diagnostics (classified at their source: [`Cause`], [`Diagnosed`]
+//! errors, warnings into a [`Collector`]); they never render them.
 //! Nothing here creates namespaces or mounts itself: probes that need a user namespace run
 //! `unshare(1)` as a child process.
 
 pub mod behaviour;
 pub mod catalog;
 pub mod docs;
+pub mod failure;
 pub mod layerscan;
 pub mod probe;
 pub mod render;
 pub mod signatures;
 
 pub use catalog::Cause;
+pub use failure::{Collector, Diagnosed, diagnostic_of};
 
 use serde::{Deserialize, Serialize};
 
