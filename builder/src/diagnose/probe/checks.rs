@@ -558,6 +558,12 @@ fn binfmt(facts: &Facts, plat: &PlatformFacts) -> Check {
                 r.name, facts.kernel
             ),
         )),
+        None if facts.live.binfmt.is_none() => c.problem(Cause::BinfmtNotRegistered.diagnostic(
+            severity,
+            format!(
+                "a private binfmt_misc could not be tried (no user namespace or no `unshare`), and the host has no `qemu-{q}` handler, so `{name}` programs may not run"
+            ),
+        )),
         None => c.problem(Cause::BinfmtNotRegistered.diagnostic(
             severity,
             format!(
@@ -1035,6 +1041,13 @@ mod tests {
         let c = check(&evaluate(&f), "binfmt:linux/arm64").clone();
         assert_eq!(c.status, Status::Error);
         assert!(c.summary.contains("needs Linux 6.7"), "{}", c.summary);
+        let mut untried = f.clone();
+        untried.live.binfmt = None;
+        assert!(
+            check(&evaluate(&untried), "binfmt:linux/arm64")
+                .summary
+                .contains("could not be tried")
+        );
         f.platforms[1].host_registration = Some(BinfmtEntry {
             name: "qemu-aarch64".to_owned(),
             enabled: true,
