@@ -127,6 +127,17 @@ fn doctor_passes_for_the_test_user_and_agrees_with_independent_probes() {
     );
 }
 
+/// Takes the subordinate ranges of a user away again when dropped, whatever happens.
+struct Undo<'a>(&'a PlainUser);
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = plain_user::remove_ranges(&self.0.name, self.0.uid) {
+            eprintln!("cannot remove the range given to `{}`: {e}", self.0.name);
+        }
+    }
+}
+
 /// The range in a `usermod --add-subuids S-E --add-subgids S-E USER` hint.
 fn hinted_range(hint_line: &str) -> (u64, u64) {
     let after = hint_line
@@ -145,6 +156,9 @@ fn hinted_range(hint_line: &str) -> (u64, u64) {
 fn a_user_without_subordinate_ids_gets_subid_range_too_small_and_a_fix_that_works() {
     let env = require!(Env::get());
     let user = require!(PlainUser::no_subids());
+    // Other tests run doctor as this user expecting no range: hold the lock on
+    // `/etc/sub?id` for the whole test, since it adds a range for a while.
+    let _lock = plain_user::lock_subids().unwrap();
 
     let doctor = |args: &[&str]| {
         let mut cmd = user.command(&env.rbuild);
@@ -199,7 +213,6 @@ fn a_user_without_subordinate_ids_gets_subid_range_too_small_and_a_fix_that_work
     // Apply the hint exactly as printed, as root; doctor then passes that check; undo.
     let (start, end) = hinted_range(hint);
     assert_eq!(end - start + 1, 65536);
-    let _lock = plain_user::lock_subids().unwrap();
     for file in ["/etc/subuid", "/etc/subgid"] {
         for line in std::fs::read_to_string(file).unwrap().lines() {
             let f: Vec<&str> = line.split(':').collect();
@@ -216,10 +229,12 @@ fn a_user_without_subordinate_ids_gets_subid_range_too_small_and_a_fix_that_work
         .next()
         .unwrap()
         .to_owned();
+    let undo = Undo(user);
     let applied = Command::new("sh").args(["-c", &command]).status().unwrap();
     assert!(applied.success(), "`{command}` failed");
     let (_, stdout, _) = doctor(&["--json"]);
-    plain_user::remove_ranges(&user.name, user.uid).unwrap();
+    drop(undo);
+    assert!(plain_user::ranges("/etc/subuid", &user.name, user.uid).is_empty());
     let after: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(check(&after, "subids")["status"], "ok", "{after:#}");
     if userns(env.user).is_ok() {
@@ -233,6 +248,7 @@ fn in_github_actions_problems_are_annotations_identical_to_actions_core() {
     let env = require!(Env::get());
     let user = require!(PlainUser::no_subids());
     let node_modules = require!(devtools::actions_core());
+    let _lock = plain_user::lock_subids().unwrap();
     let dir = user.tempdir().unwrap();
     let summary = dir.path().join("step-summary.md");
 
