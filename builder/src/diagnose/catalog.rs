@@ -133,6 +133,8 @@ causes! {
     RunFailed => "run-failed",
     /// A step ran longer than its time limit.
     StepTimedOut => "step-timed-out",
+    /// rbuild cannot create or write its state directory.
+    StateDirNotWritable => "state-dir-not-writable",
 }
 
 /// Whether rbuild can stop a cause by itself (the catalog's "auto-avoid" column).
@@ -2265,8 +2267,27 @@ pub static CATALOG: &[Entry] = &[
         ],
         references: &[],
     },
+    Entry {
+        cause: C::StateDirNotWritable,
+        title: "the state directory cannot be written",
+        severity: Severity::Error,
+        exit: Exit::Host,
+        auto_avoid: AutoAvoid::Partly,
+        summary: "rbuild cannot create or write its state directory (layers, caches, build root file systems).",
+        explanation: "rbuild keeps its content store and caches in a state directory: `--cache-dir`, else `$XDG_CACHE_HOME/rbuild`, else `~/.cache/rbuild`. CI users often have no writable home (`HOME=/nonexistent`, a read-only root file system, a home owned by another user after `su` without `-`), so the default cannot be created.",
+        hint: "pass `--cache-dir` with a directory the user owns (a volume, `$RUNNER_TEMP`), or point `XDG_CACHE_HOME` or `HOME` at one",
+        fix: &[
+            "Choose a writable directory on a volume with room for layers: `rbuild build --cache-dir /var/tmp/rbuild-cache ...`.",
+            "Or set `XDG_CACHE_HOME` (or `HOME`) to a directory the user owns.",
+            "Check it with `rbuild doctor --cache-dir <dir>`.",
+        ],
+        rbuild: "`rbuild doctor` checks that the state directory (or the nearest existing directory above it) is writable, and rbuild names the directory and the user when it cannot create it.",
+        detectors: &[Structured, Probe],
+        signatures: &[],
+        related: &[C::DiskFullOrInodes, C::StateDirOnOverlayOrNosuid],
+        references: &[],
+    },
 ];
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -209,25 +209,35 @@ pub fn text(cause: Cause, width: usize) -> String {
 
 /// Ids close to `query`, for "did you mean": same words, or a small edit distance.
 pub fn suggestions(query: &str) -> Vec<&'static str> {
+    const STOP: &[&str] = &["not", "the", "and", "for", "in", "on", "or", "to"];
     let q = query.to_ascii_lowercase();
-    let words: Vec<&str> = q.split(['-', '_', ' ']).filter(|w| w.len() > 2).collect();
-    let mut scored: Vec<(usize, &'static str)> = Cause::ALL
-        .iter()
-        .map(|c| c.id())
-        .filter_map(|id| {
-            let d = edit_distance(&q, id);
-            let shared = words.iter().filter(|w| id.contains(*w)).count();
-            if d <= 3 {
-                Some((d, id))
-            } else if shared > 0 {
-                Some((10 - shared.min(5), id))
-            } else {
-                None
-            }
-        })
+    let ids = Cause::ALL.iter().map(|c| c.id());
+    // A near spelling wins outright; otherwise ids sharing a meaningful word.
+    let mut near: Vec<(usize, &'static str)> = ids
+        .clone()
+        .map(|id| (edit_distance(&q, id), id))
+        .filter(|(d, _)| *d <= 3)
         .collect();
-    scored.sort_unstable();
-    scored.into_iter().take(3).map(|(_, id)| id).collect()
+    if !near.is_empty() {
+        near.sort_unstable();
+        return near.into_iter().take(3).map(|(_, id)| id).collect();
+    }
+    let words: Vec<&str> = q
+        .split(['-', '_', ' '])
+        .filter(|w| w.len() > 2 && !STOP.contains(w))
+        .collect();
+    let mut shared: Vec<(std::cmp::Reverse<usize>, &'static str)> = ids
+        .map(|id| {
+            let n = words
+                .iter()
+                .filter(|w| id.split('-').any(|p| p.contains(*w)))
+                .count();
+            (std::cmp::Reverse(n), id)
+        })
+        .filter(|(n, _)| n.0 > 0)
+        .collect();
+    shared.sort_unstable();
+    shared.into_iter().take(3).map(|(_, id)| id).collect()
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {

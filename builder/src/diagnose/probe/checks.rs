@@ -368,7 +368,7 @@ fn overlay(f: &Facts) -> Check {
         f.kernel
     ));
     match &f.live.overlay {
-        None => c.skipped("not tried: no user namespace"),
+        None => c.skipped(not_tried(f)),
         Some(o) if o.ok => c.ok(format!(
             "mounts with `userxattr` in the state directory ({})",
             state.fs_name
@@ -388,6 +388,15 @@ fn overlay(f: &Facts) -> Check {
                 )))
             }
         }
+    }
+}
+
+/// Why a mount probe was not tried.
+fn not_tried(f: &Facts) -> String {
+    match (&f.scratch_error, &f.live.userns) {
+        (Some(why), _) => format!("not tried: {why}"),
+        (None, None) => "not tried: `unshare` (util-linux) is not installed".to_owned(),
+        (None, Some(_)) => "not tried: no user namespace".to_owned(),
     }
 }
 
@@ -440,6 +449,22 @@ fn state_dir(f: &Facts) -> Check {
             flags.push("nodev");
         }
         c = c.fact(format!("mounted `{}`", flags.join(",")));
+    }
+    if !s.writable {
+        return c.problem(Cause::StateDirNotWritable.error(if s.measured == s.path {
+            format!(
+                "`{}` cannot write the state directory `{}`",
+                f.user,
+                s.path.display()
+            )
+        } else {
+            format!(
+                "`{}` cannot create the state directory `{}`: `{}` is not writable",
+                f.user,
+                s.path.display(),
+                s.measured.display()
+            )
+        }));
     }
     let low_bytes = s.free_bytes < MIN_FREE_BYTES;
     let low_inodes = inodes_known && s.free_inodes < MIN_FREE_INODES;
@@ -561,7 +586,8 @@ fn binfmt(facts: &Facts, plat: &PlatformFacts) -> Check {
         None if facts.live.binfmt.is_none() => c.problem(Cause::BinfmtNotRegistered.diagnostic(
             severity,
             format!(
-                "a private binfmt_misc could not be tried (no user namespace or no `unshare`), and the host has no `qemu-{q}` handler, so `{name}` programs may not run"
+                "a private binfmt_misc was {}, and the host has no `qemu-{q}` handler, so `{name}` programs may not run",
+                not_tried(facts)
             ),
         )),
         None => c.problem(Cause::BinfmtNotRegistered.diagnostic(
@@ -769,6 +795,7 @@ mod tests {
                 total_inodes: 2_000_000,
                 nosuid: false,
                 nodev: false,
+                writable: true,
             }),
             nofile: Some((Some(1024), Some(524_288))),
             runtime_dir: Some(RuntimeDir {
@@ -806,6 +833,7 @@ mod tests {
                     host_registration: None,
                 },
             ],
+            scratch_error: None,
             exe: Some(PathBuf::from("/opt/rbuild/bin/rbuild")),
         }
     }
@@ -1014,6 +1042,20 @@ mod tests {
             (c.status, c.cause),
             (Status::Warning, Some("state-dir-on-overlay-or-nosuid"))
         );
+        if let Ok(s) = f.state.as_mut() {
+            s.path = PathBuf::from("/nonexistent/.cache/rbuild");
+            s.measured = PathBuf::from("/");
+            s.writable = false;
+        }
+        let c = check(&evaluate(&f), "state-dir").clone();
+        assert_eq!(
+            (c.status, c.cause),
+            (Status::Error, Some("state-dir-not-writable"))
+        );
+        assert_eq!(
+            c.summary,
+            "`alice` cannot create the state directory `/nonexistent/.cache/rbuild`: `/` is not writable"
+        );
     }
 
     #[test]
@@ -1043,10 +1085,14 @@ mod tests {
         assert!(c.summary.contains("needs Linux 6.7"), "{}", c.summary);
         let mut untried = f.clone();
         untried.live.binfmt = None;
+        untried.scratch_error =
+            Some("cannot create a scratch directory in `/`: Permission denied".to_owned());
+        let c = check(&evaluate(&untried), "binfmt:linux/arm64").clone();
         assert!(
-            check(&evaluate(&untried), "binfmt:linux/arm64")
-                .summary
-                .contains("could not be tried")
+            c.summary
+                .contains("was not tried: cannot create a scratch directory in `/`"),
+            "{}",
+            c.summary
         );
         f.platforms[1].host_registration = Some(BinfmtEntry {
             name: "qemu-aarch64".to_owned(),

@@ -50,6 +50,9 @@ pub struct StateFs {
     pub total_inodes: u64,
     pub nosuid: bool,
     pub nodev: bool,
+    /// The measured directory is writable by this user (so the state directory can be
+    /// created or used).
+    pub writable: bool,
 }
 
 /// A host binfmt_misc registration (`/proc/sys/fs/binfmt_misc/<name>`).
@@ -113,6 +116,8 @@ pub struct Facts {
     pub runtime_dir: Option<RuntimeDir>,
     pub unshare: Option<PathBuf>,
     pub live: Live,
+    /// Why the mount probes had no scratch directory, if they had none.
+    pub scratch_error: Option<String>,
     pub platforms: Vec<PlatformFacts>,
     /// Path of the running rbuild (for the AppArmor profile hint).
     pub exe: Option<PathBuf>,
@@ -144,12 +149,22 @@ pub fn gather(state_dir: &Path, requested: &[Platform]) -> Facts {
 
     let state = state_fs(state_dir);
     // Mount probes run in a scratch directory on the state directory's file system.
-    let scratch = state.as_ref().ok().and_then(|s| {
-        tempfile::Builder::new()
+    let (scratch, scratch_error) = match &state {
+        Ok(s) => match tempfile::Builder::new()
             .prefix(".rbuild-doctor-")
             .tempdir_in(&s.measured)
-            .ok()
-    });
+        {
+            Ok(d) => (Some(d), None),
+            Err(e) => (
+                None,
+                Some(format!(
+                    "cannot create a scratch directory in `{}`: {e}",
+                    s.measured.display()
+                )),
+            ),
+        },
+        Err(e) => (None, Some(e.clone())),
+    };
     let unshare = live::find_unshare();
     let has_range = |text: &Option<String>| {
         text.as_deref()
@@ -230,6 +245,7 @@ pub fn gather(state_dir: &Path, requested: &[Platform]) -> Facts {
         runtime_dir: runtime_dir(),
         unshare,
         live,
+        scratch_error,
         platforms,
         exe: std::env::current_exe().ok(),
     }
@@ -439,6 +455,7 @@ fn state_fs(path: &Path) -> Result<StateFs, String> {
         total_inodes: vfs.f_files,
         nosuid: vfs.f_flag.contains(rustix::fs::StatVfsMountFlags::NOSUID),
         nodev: vfs.f_flag.contains(rustix::fs::StatVfsMountFlags::NODEV),
+        writable: rustix::fs::access(&measured, rustix::fs::Access::WRITE_OK).is_ok(),
         measured,
     })
 }
