@@ -15,3 +15,11 @@ pub const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";
 
 /// Base of rbuild's default cache directory (`$XDG_CACHE_HOME/rbuild`).
 pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
+
+/// Forces the copy-based root file system instead of overlayfs (`RBUILD_ROOTFS=copy`), for
+/// hosts where overlayfs misbehaves and for testing the fallback. Any other value, or
+/// unset, means overlayfs with the automatic fallback.
+pub const RBUILD_ROOTFS: &str = "RBUILD_ROOTFS";
+
+/// Base of the default cache directory when `XDG_CACHE_HOME` is unset (`$HOME/.cache`).
+pub const HOME: &str = "HOME";
