@@ -506,11 +506,11 @@ impl<R: Read> TarReader<R> {
                     }
                     "uid" => {
                         entry.uid =
-                            pax_u64(value).ok_or_else(|| corrupt(header_at, "bad PAX uid"))?
+                            pax_u64(value).ok_or_else(|| corrupt(header_at, "bad PAX uid"))?;
                     }
                     "gid" => {
                         entry.gid =
-                            pax_u64(value).ok_or_else(|| corrupt(header_at, "bad PAX gid"))?
+                            pax_u64(value).ok_or_else(|| corrupt(header_at, "bad PAX gid"))?;
                     }
                     "mtime" => {
                         entry.mtime =

@@ -208,7 +208,7 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
             to_unpack.push((i, f));
         }
     }
-    let mut volumes: Vec<OwnedFd> = Vec::new();
+    let mut volumes: Vec<Option<OwnedFd>> = Vec::new();
     for m in &spec.mounts {
         if let Mount::Bind { source, .. } = m {
             let fd = nix::fcntl::open(
@@ -223,7 +223,14 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
                 ))
                 .cause(os(e))
             })?;
-            volumes.push(fd);
+            // When rbuild may mount here (real root), the source is also cloned as a
+            // detached mount tree, attached later inside the sandbox: container root (a
+            // subordinate id) may not be able to reach the path itself.
+            volumes.push(if owner.is_some() {
+                sys::clone_tree(fd.as_fd()).ok()
+            } else {
+                None
+            });
         }
     }
 
@@ -406,14 +413,14 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
                 platform: platform.clone(),
                 signal: *signal,
                 interpreter: registration.interpreter.display().to_string(),
-            })
+            });
         }
         (Status::Signaled { signal, .. }, Execution::Host { entry }) => {
             facts.push(Fact::EmulatorSignal {
                 platform: platform.clone(),
                 signal: *signal,
                 interpreter: entry.interpreter.display().to_string(),
-            })
+            });
         }
         _ => {}
     }

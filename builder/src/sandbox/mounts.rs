@@ -121,13 +121,14 @@ fn readonly(root: &Root, dest: &str, source: &Path, what: &str) -> Result<(), Fa
 
 /// Applies every mount but `Proc` (mounted by the sandbox's init, in its PID namespace).
 /// `files_dir` receives the contents of `File` mounts; `volumes` holds an `O_PATH`
-/// descriptor per `Bind` mount, in order, opened before entering the user namespace.
+/// entry per `Bind` mount, in order: a detached mount tree cloned before entering the user
+/// namespace (when rbuild could), else `None` and the source is bound by path.
 /// Returns the mount points rbuild had to create in the image.
 pub(super) fn apply(
     root_path: &Path,
     mounts: &[Mount],
     files_dir: &Path,
-    volumes: &[OwnedFd],
+    volumes: &[Option<OwnedFd>],
 ) -> Result<Vec<String>, Fail> {
     let root =
         Root::open(root_path).map_err(|e| Fail::bug("cannot open the sandbox's root").cause(e))?;
@@ -261,27 +262,32 @@ pub(super) fn apply(
                 dest,
                 readonly: ro,
             } => {
-                let fd = volumes
+                let tree = volumes
                     .next()
-                    .ok_or_else(|| Fail::bug("a bind mount has no opened source"))?;
-                let src = sys::fd_path(fd.as_raw_fd());
-                let want = if std::fs::metadata(&src).is_ok_and(|m| m.is_dir()) {
-                    Want::Dir
-                } else {
-                    Want::File
+                    .ok_or_else(|| Fail::bug("a bind mount has no prepared source"))?;
+                let is_dir = match tree {
+                    Some(t) => {
+                        std::fs::metadata(sys::fd_path(t.as_raw_fd())).is_ok_and(|m| m.is_dir())
+                    }
+                    None => std::fs::metadata(source).is_ok_and(|m| m.is_dir()),
                 };
-                let (t, c) = target(&root, dest, want)?;
+                let (t, c) = target(&root, dest, if is_dir { Want::Dir } else { Want::File })?;
                 note(c);
-                do_mount(
-                    Some(&src),
-                    &t,
-                    None,
-                    MsFlags::MS_BIND | MsFlags::MS_REC,
-                    None,
-                    &format!("`{}` at `{dest}`", source.display()),
-                )?;
+                let what = format!("`{}` at `{dest}`", source.display());
+                match tree {
+                    Some(tree) => sys::attach_tree(tree.as_fd(), t.as_fd())
+                        .map_err(|e| Fail::host(format!("cannot mount {what}")).cause(e))?,
+                    None => do_mount(
+                        Some(source),
+                        &t,
+                        None,
+                        MsFlags::MS_BIND | MsFlags::MS_REC,
+                        None,
+                        &what,
+                    )?,
+                }
                 if *ro {
-                    readonly(&root, dest, &src, &format!("`{dest}`"))?;
+                    readonly(&root, dest, source, &format!("`{dest}`"))?;
                 }
             }
         }

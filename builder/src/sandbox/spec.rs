@@ -491,27 +491,42 @@ fn lay_over(ranges: &[(u32, u32)]) -> Vec<IdRange> {
     out
 }
 
-/// How many ids from 0 up are mapped contiguously in a namespace's own map.
-fn contiguous_from_zero(map: &[IdRange]) -> u32 {
+/// The identity mapping over the ids an enclosing namespace has from 0 up (at most
+/// [`CONTAINER_IDS`]), split where its own map's lines split: the kernel requires each line
+/// of a child's map to fall within one line of the parent's.
+fn identity_within(map: &[IdRange]) -> Vec<IdRange> {
+    let mut out = Vec::new();
     let mut next = 0u32;
-    loop {
-        match map
+    while next < CONTAINER_IDS {
+        let Some(r) = map
             .iter()
             .find(|r| next >= r.inside && next - r.inside < r.count)
-        {
-            Some(r) => {
-                let end = r.inside.saturating_add(r.count);
-                if end <= next {
-                    return next;
-                }
-                next = end;
-                if next >= CONTAINER_IDS {
-                    return next;
-                }
-            }
-            None => return next,
-        }
+        else {
+            break;
+        };
+        let end = r.inside.saturating_add(r.count).min(CONTAINER_IDS);
+        out.push(IdRange {
+            inside: next,
+            outside: next,
+            count: end - next,
+        });
+        next = end;
     }
+    out
+}
+
+/// The first `n` ids of `ranges`.
+fn first_ids(ranges: &[IdRange], mut n: u32) -> Vec<IdRange> {
+    let mut out = Vec::new();
+    for r in ranges {
+        if n == 0 {
+            break;
+        }
+        let take = r.count.min(n);
+        out.push(IdRange { count: take, ..*r });
+        n -= take;
+    }
+    out
 }
 
 /// Chooses the user namespace's id maps (see `ARCHITECTURE.md`, "Identity mapping"):
@@ -534,9 +549,10 @@ pub fn choose_ids(f: &IdFacts) -> Result<(IdMapping, Vec<Fact>), IdError> {
         return root_ids(f).map(|m| (m, Vec::new()));
     }
     if f.uid == 0 {
-        let avail_u = contiguous_from_zero(&parse_map(&f.own_uid_map)).min(CONTAINER_IDS);
-        let avail_g = contiguous_from_zero(&parse_map(&f.own_gid_map)).min(CONTAINER_IDS);
-        let n = avail_u.min(avail_g).max(1);
+        let uid = identity_within(&parse_map(&f.own_uid_map));
+        let gid = identity_within(&parse_map(&f.own_gid_map));
+        let total = |r: &[IdRange]| r.iter().map(|x| x.count).sum::<u32>();
+        let n = total(&uid).min(total(&gid));
         let mut facts = Vec::new();
         if n < CONTAINER_IDS {
             facts.push(Fact::PartialIdMapping {
@@ -546,15 +562,16 @@ pub fn choose_ids(f: &IdFacts) -> Result<(IdMapping, Vec<Fact>), IdError> {
                 ),
             });
         }
-        let range = vec![IdRange {
-            inside: 0,
-            outside: 0,
-            count: n,
-        }];
+        if n == 0 {
+            return Err(IdError {
+                message: "rbuild runs as root of a user namespace that does not map id 0 of its own".to_owned(),
+                hint: "run rbuild as a user with a subordinate id range, or in a namespace that maps ids 0-65535".to_owned(),
+            });
+        }
         return Ok((
             IdMapping {
-                uid: range.clone(),
-                gid: range,
+                uid: first_ids(&uid, n),
+                gid: first_ids(&gid, n),
                 method: MapMethod::Direct,
             },
             facts,
@@ -799,9 +816,19 @@ mod tests {
             ..user_facts()
         };
         let (m, facts) = choose_ids(&f).unwrap();
-        assert_eq!(m.uid_map(), "0 0 65536\n");
+        // Identity, split where the enclosing map splits (the kernel needs each line of a
+        // child map inside one line of the parent's).
+        assert_eq!(m.uid_map(), "0 0 1\n1 1 65535\n");
         assert_eq!(m.method, MapMethod::Direct);
         assert!(facts.is_empty());
+        let (m, _) = choose_ids(&IdFacts {
+            own_uid_map: "0 0 4000000\n".into(),
+            own_gid_map: "0 5000 10\n10 9000 100000\n".into(),
+            ..f.clone()
+        })
+        .unwrap();
+        assert_eq!(m.uid_map(), "0 0 65536\n");
+        assert_eq!(m.gid_map(), "0 0 10\n10 10 65526\n");
 
         let tiny = IdFacts {
             own_uid_map: "0 1001 1\n".into(),

@@ -235,6 +235,51 @@ pub fn loopback_up() -> io::Result<()> {
     result
 }
 
+/// A detached copy of the mount tree at `fd` (`open_tree(2)` with `OPEN_TREE_CLONE` and
+/// `AT_RECURSIVE`), which can later be attached in another mount namespace with
+/// [`attach_tree`]. Needs `CAP_SYS_ADMIN` over the current mount namespace.
+pub fn clone_tree(fd: BorrowedFd<'_>) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let flags = OPEN_TREE_CLONE
+        | libc::O_CLOEXEC as libc::c_uint
+        | libc::AT_EMPTY_PATH as libc::c_uint
+        | libc::AT_RECURSIVE as libc::c_uint;
+    // SAFETY: `fd` is open for the call and the path is an empty NUL-terminated string;
+    // on success the kernel returns a new descriptor that we take ownership of.
+    let ret = unsafe { libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), c"".as_ptr(), flags) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let raw = RawFd::try_from(ret).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    // SAFETY: `raw` is a descriptor the kernel just created for us; nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) })
+}
+
+/// Attaches a detached mount tree from [`clone_tree`] onto the mount point `target`
+/// (`move_mount(2)`).
+pub fn attach_tree(tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    // SAFETY: both descriptors are open for the call and both paths are empty
+    // NUL-terminated strings the kernel only reads.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 /// Makes the mount `fd` refers to and every mount below it read-only (`mount_setattr(2)`
 /// with `AT_RECURSIVE`, Linux >= 5.12).
 pub fn make_tree_readonly(fd: BorrowedFd<'_>) -> io::Result<()> {
