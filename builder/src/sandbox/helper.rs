@@ -16,10 +16,10 @@
 //! 6. tear down: unmount, remove the run directory, report.
 
 use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -82,11 +82,13 @@ fn os(e: Errno) -> std::io::Error {
     std::io::Error::from(e)
 }
 
-/// A run directory: removed (with everything mounted in it) when dropped.
+/// A run directory, locked while the run lives (a stale one is one whose lock is free):
+/// removed, with everything mounted in it, when dropped. On disk it holds only the
+/// overlay's `upper` and `work` (and a copied root file system in copy mode); everything
+/// else of the run lives in `tmp`, a tmpfs private to the helper's mount namespace.
 struct RunDir {
     runs: PathBuf,
     id: String,
-    lock_path: PathBuf,
     _lock: File,
     mounts: Vec<PathBuf>,
     done: bool,
@@ -98,13 +100,21 @@ impl RunDir {
             return;
         }
         self.done = true;
-        for m in self.mounts.iter().rev() {
-            let _ = umount2(m, MntFlags::MNT_DETACH);
+        let t = Instant::now();
+        // One lazy unmount takes a whole subtree; each call costs an RCU grace period, so
+        // mounts below one already detached are skipped.
+        let mut detached: Vec<&PathBuf> = Vec::new();
+        for m in &self.mounts {
+            if !detached.iter().any(|d| m.starts_with(d)) {
+                let _ = umount2(m, MntFlags::MNT_DETACH);
+                detached.push(m);
+            }
         }
+        tracing::debug!(us = t.elapsed().as_micros(), "sandbox: cleanup unmounted");
         if let Ok(runs) = Root::open(&self.runs).and_then(|r| r.dir()) {
             let _ = runs.remove_all(OsStr::new(&self.id));
         }
-        let _ = fs::remove_file(&self.lock_path);
+        tracing::debug!(us = t.elapsed().as_micros(), "sandbox: cleanup removed");
     }
 }
 
@@ -177,24 +187,24 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let id = format!("{}-{nanos:x}", me.as_raw());
-    let lock_path = runs.join(format!("{id}.lock"));
-    let lock = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&lock_path)
-        .map_err(|e| Fail::host(format!("cannot create `{}`", lock_path.display())).cause(e))?;
-    lock.lock()
-        .map_err(|e| Fail::host(format!("cannot lock `{}`", lock_path.display())).cause(e))?;
     let run_path = runs.join(&id);
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&run_path)
+        .map_err(|e| Fail::host(format!("cannot create `{}`", run_path.display())).cause(e))?;
+    let lock = File::open(&run_path)
+        .map_err(|e| Fail::host(format!("cannot open `{}`", run_path.display())).cause(e))?;
     let mut run_dir = RunDir {
         runs: runs.clone(),
         id: id.clone(),
-        lock_path,
         _lock: lock,
         mounts: Vec::new(),
         done: false,
     };
+    run_dir
+        ._lock
+        .lock()
+        .map_err(|e| Fail::host(format!("cannot lock `{}`", run_path.display())).cause(e))?;
     mkdir_owned(&run_path, owner)?;
 
     let mut to_unpack: Vec<(usize, File)> = Vec::new();
@@ -234,9 +244,17 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
         }
     }
 
+    tracing::debug!(
+        us = started.elapsed().as_micros(),
+        "sandbox: state prepared"
+    );
     // 2. The user namespace.
     enter_user_namespace(&spec.ids, me)?;
 
+    tracing::debug!(
+        us = started.elapsed().as_micros(),
+        "sandbox: user namespace mapped"
+    );
     // 3. The other namespaces.
     let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
     if spec.network == Network::None {
@@ -259,7 +277,22 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
             .map_err(|e| Fail::host("cannot bring up the sandbox's loopback interface").cause(e))?;
     }
     sweep(&runs, &id);
+    let tmp = run_path.join("tmp");
+    mkdir_owned(&tmp, None)?;
+    mount(
+        Some("tmpfs"),
+        &tmp,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0700,size=16m"),
+    )
+    .map_err(|e| Fail::host("cannot mount the run's private tmpfs").cause(os(e)))?;
+    run_dir.mounts.push(tmp.clone());
 
+    tracing::debug!(
+        us = started.elapsed().as_micros(),
+        "sandbox: namespaces created"
+    );
     // 4. The root file system.
     let mut facts = spec.facts.clone();
     let mut report = ExtractReport::default();
@@ -296,13 +329,21 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
         .iter()
         .map(|l| snapshot::snapshot_dir(&snapshots, &l.diff_id))
         .collect();
-    let root = run_path.join("root");
+    let mut root = if spec.rootfs == RootfsMode::Copy {
+        run_path.join("root")
+    } else {
+        tmp.join("root")
+    };
     mkdir_owned(&root, None)?;
     let rootfs = match spec.rootfs {
         RootfsMode::Overlay => match mount_overlay(&lowers, &run_path, &snapshots, &root) {
             Ok(()) => "overlay",
             Err(reason) => {
                 facts.push(Fact::OverlayFallback { reason });
+                // The copy goes to disk, not to the small private tmpfs.
+                let _ = fs::remove_dir(&root);
+                root = run_path.join("root");
+                mkdir_owned(&root, None)?;
                 copy_rootfs(&lowers, &root)?;
                 "copy"
             }
@@ -318,12 +359,17 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
     };
     run_dir.mounts.push(root.clone());
 
-    let files = run_path.join("files");
+    let files = tmp.join("files");
     mkdir_owned(&files, None)?;
+    tracing::debug!(
+        us = started.elapsed().as_micros(),
+        rootfs,
+        "sandbox: root file system ready"
+    );
     let created = mounts::apply(&root, &spec.mounts, &files, &volumes)?;
     drop(volumes);
 
-    let execution = register_binfmt(spec, &run_path, &mut run_dir)?;
+    let execution = register_binfmt(spec, &tmp, &mut run_dir)?;
 
     if spec.process.raise_nofile
         && let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
@@ -331,6 +377,10 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
         let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     }
 
+    tracing::debug!(
+        us = started.elapsed().as_micros(),
+        "sandbox: mounts applied"
+    );
     // 5. The PID namespace and its init.
     let mut mask = SigSet::empty();
     for s in [
@@ -347,7 +397,7 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
         .map_err(|e| Fail::bug("cannot create a signalfd").cause(os(e)))?;
     unshare(CloneFlags::CLONE_NEWPID)
         .map_err(|e| Fail::host("cannot create the sandbox's PID namespace").cause(os(e)))?;
-    let report_path = run_path.join("init-report.json");
+    let report_path = tmp.join("init-report.json");
     let report_file = File::create(&report_path)
         .map_err(|e| Fail::bug("cannot create the init report").cause(e))?;
     let setup_ms = ms(started.elapsed());
@@ -364,12 +414,14 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
     let timed_out = supervise(init, spec.timeout_ms.map(Duration::from_millis), &sfd);
     let run_ms = ms(run_started.elapsed());
 
+    tracing::debug!(us = started.elapsed().as_micros(), "sandbox: init ended");
     // 6. Report and tear down.
     let teardown_started = Instant::now();
     let init_report: Option<InitReport> = fs::read(&report_path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
     run_dir.cleanup();
+    tracing::debug!(us = started.elapsed().as_micros(), "sandbox: torn down");
     let teardown_ms = ms(teardown_started.elapsed());
 
     let (status, killed) = match (timed_out, init_report) {
@@ -581,7 +633,8 @@ fn write_maps(ids: &IdMapping, pid: Pid) -> Result<(), String> {
     }
 }
 
-/// Removes run directories whose helper is gone (its lock is free and it is not new).
+/// Removes run directories whose helper is gone (their lock is free and they are not
+/// new: a run locks its directory right after creating it).
 fn sweep(runs: &Path, own: &str) {
     let Ok(entries) = fs::read_dir(runs) else {
         return;
@@ -589,28 +642,19 @@ fn sweep(runs: &Path, own: &str) {
     let Ok(dir) = Root::open(runs).and_then(|r| r.dir()) else {
         return;
     };
-    let old = |p: &Path| {
-        fs::symlink_metadata(p)
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if name == own {
+            continue;
+        }
+        let old = fs::symlink_metadata(e.path())
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > Duration::from_mins(1))
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let name_s = name.to_string_lossy().into_owned();
-        let run_id = name_s.strip_suffix(".lock").unwrap_or(&name_s).to_owned();
-        if run_id == own || !old(&e.path()) {
-            continue;
-        }
-        let lock = runs.join(format!("{run_id}.lock"));
-        let stale = match File::open(&lock) {
-            Ok(f) => f.try_lock().is_ok(),
-            Err(_) => true,
-        };
+            .is_some_and(|age| age > Duration::from_mins(1));
+        let stale = old && File::open(e.path()).is_ok_and(|f| f.try_lock().is_ok());
         if stale {
-            let _ = dir.remove_all(OsStr::new(&run_id));
-            let _ = fs::remove_file(&lock);
+            let _ = dir.remove_all(&name);
         }
     }
 }

@@ -262,6 +262,7 @@ fn run_inner(spec: &Spec, foreground: bool) -> Result<StepResult, SandboxError> 
         }
     };
 
+    let spawned = std::time::Instant::now();
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -308,6 +309,7 @@ fn run_inner(spec: &Spec, foreground: bool) -> Result<StepResult, SandboxError> 
         }
     }
     let status = child.wait();
+    tracing::debug!(us = spawned.elapsed().as_micros(), "sandbox: helper done");
     restore(&signals);
     match serde_json::from_slice::<result::Reply>(&reply) {
         Ok(result::Reply::Finished(r)) => Ok(r),
