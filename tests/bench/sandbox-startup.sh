@@ -36,6 +36,7 @@ else
   BUSER=$(id -un)
   as_user() { bash -c "$1"; }
 fi
+# shellcheck disable=SC2317 # called through the EXIT trap
 cleanup() {
   # Snapshots belong to subordinate ids: remove them from inside a user namespace.
   as_user "unshare --user --map-auto --map-root-user rm -rf '$WORK/cache'" 2>/dev/null || true

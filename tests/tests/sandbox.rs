@@ -325,6 +325,35 @@ fn users_groups_env_and_workdir_come_from_the_image_and_flags() {
 }
 
 #[test]
+fn the_command_gets_only_stdio_whatever_rbuild_inherited() {
+    let s = require!(Sandboxed::new());
+    // Descriptor 9 is open (without close-on-exec) in the process that runs rbuild.
+    let out = s
+        .env
+        .user
+        .command("sh")
+        .current_dir(s.dir.path())
+        .env("RBUILD_E2E_MARK", &s.mark)
+        .arg("-c")
+        .arg(format!(
+            "exec 9</etc/hostname; exec '{}' run --cache-dir '{}' --env RBUILD_E2E_MARK '{}' -- ls /proc/self/fd",
+            s.env.rbuild.display(),
+            s.cache.display(),
+            s.image("latest")
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    // 0-2, plus the descriptor `ls` opens to read the directory.
+    let fds: Vec<u32> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|f| f.parse().unwrap())
+        .collect();
+    assert_eq!(fds, [0, 1, 2, 3], "{}", show(&out));
+    s.assert_nothing_left();
+}
+
+#[test]
 fn sigterm_reaches_the_command_and_the_sandbox_still_comes_down() {
     let s = require!(Sandboxed::new());
     let mut child = s

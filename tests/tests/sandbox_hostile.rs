@@ -266,6 +266,14 @@ fn selinux_ima_and_overlay_xattrs_are_dropped_with_warnings() {
                 ("SCHILY.xattr.user.overlay.redirect", b"/etc"),
             ])
             .file("usr/bin/signed", b"#!/bin/sh\n", 0o755)
+            // cap_net_raw+ep, as `setcap` writes it (VFS_CAP_REVISION_2).
+            .pax(&[(
+                "SCHILY.xattr.security.capability",
+                &[
+                    1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                ],
+            )])
+            .file("usr/bin/pinger", b"#!/bin/sh\n", 0o755)
             .pax(&[("SCHILY.xattr.user.rbuild-test", b"kept")])
             .file("etc/kept", b"x", 0o644)
             .finish()],
@@ -295,6 +303,32 @@ fn selinux_ima_and_overlay_xattrs_are_dropped_with_warnings() {
             .unwrap_or("")
             .contains("user.rbuild-test")
     }));
+    // `security.capability` is kept: the kernel stores it as a namespaced (v3) capability
+    // owned by the sandbox's root.
+    assert!(
+        !diags.iter().any(|d| d["title"]
+            .as_str()
+            .unwrap_or("")
+            .contains("security.capability")),
+        "{diags:?}"
+    );
+    let pinger = walk_find(&s.cache.join("sandbox/snapshots"), "pinger").expect("pinger unpacked");
+    let probe = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import os,sys; print(len(os.getxattr(sys.argv[1], 'security.capability')))",
+        ])
+        .arg(&pinger)
+        .output();
+    if let Ok(out) = probe
+        && out.status.success()
+    {
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "24",
+            "a v3 (namespaced) capability"
+        );
+    }
     s.assert_nothing_left();
 }
 

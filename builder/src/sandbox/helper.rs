@@ -89,7 +89,8 @@ fn os(e: Errno) -> std::io::Error {
 struct RunDir {
     runs: PathBuf,
     id: String,
-    _lock: File,
+    /// Held open (and locked) while the run lives.
+    lock: File,
     mounts: Vec<PathBuf>,
     done: bool,
 }
@@ -197,12 +198,12 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
     let mut run_dir = RunDir {
         runs: runs.clone(),
         id: id.clone(),
-        _lock: lock,
+        lock,
         mounts: Vec::new(),
         done: false,
     };
     run_dir
-        ._lock
+        .lock
         .lock()
         .map_err(|e| Fail::host(format!("cannot lock `{}`", run_path.display())).cause(e))?;
     mkdir_owned(&run_path, owner)?;

@@ -278,6 +278,8 @@ fn exec_command(
         sys::exit_now(127)
     };
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    // Only stdin, stdout and stderr reach the command, whatever rbuild's caller left open.
+    let _ = sys::cloexec_from(3);
     sys::reset_signal_dispositions();
     let _ = nix::sys::prctl::set_pdeathsig(None);
     if let Err(e) = unistd::chdir(cwd) {

@@ -8,8 +8,9 @@ use std::path::Path;
 
 use super::result::{Leftover, Listener};
 
-/// Every live (non-zombie) process under `proc_root` for which `keep(pid)` holds, with
-/// its listening sockets. `net_pid` names the process whose network tables to read.
+/// Every live (non-zombie) process under `proc_root` for which `keep(pid)` holds (`pid`
+/// as that `proc` numbers it), with its listening sockets, read from the network tables of
+/// the first one found. Reported PIDs are those of the innermost PID namespace.
 pub fn scan(proc_root: &Path, keep: impl Fn(i32) -> bool) -> Vec<Leftover> {
     let Ok(dir) = fs::read_dir(proc_root) else {
         return Vec::new();
@@ -21,6 +22,8 @@ pub fn scan(proc_root: &Path, keep: impl Fn(i32) -> bool) -> Vec<Leftover> {
     pids.sort_unstable();
     let mut out: Vec<Leftover> = Vec::new();
     let mut sockets: HashMap<u64, i32> = HashMap::new();
+    // PIDs as the sandbox sees them (the last `NSpid` entry), reported at the end.
+    let mut inner: Vec<i32> = Vec::new();
     for pid in pids {
         let base = proc_root.join(pid.to_string());
         let Ok(stat) = fs::read_to_string(base.join("stat")) else {
@@ -57,6 +60,7 @@ pub fn scan(proc_root: &Path, keep: impl Fn(i32) -> bool) -> Vec<Leftover> {
             cmdline,
             listening: Vec::new(),
         });
+        inner.push(ns_pid(&base).unwrap_or(pid));
     }
     if let Some(first) = out.first().map(|l| l.pid) {
         let net = proc_root.join(first.to_string()).join("net");
@@ -75,7 +79,22 @@ pub fn scan(proc_root: &Path, keep: impl Fn(i32) -> bool) -> Vec<Leftover> {
             l.listening.sort();
         }
     }
+    for (l, p) in out.iter_mut().zip(inner) {
+        l.pid = p;
+    }
     out
+}
+
+/// The innermost PID of a process (last field of `NSpid:` in its `status`).
+fn ns_pid(base: &Path) -> Option<i32> {
+    let status = fs::read_to_string(base.join("status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))?
+        .split_whitespace()
+        .last()?
+        .parse()
+        .ok()
 }
 
 /// The state letter of a `/proc/PID/stat` line (after the parenthesised command).
