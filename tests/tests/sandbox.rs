@@ -56,6 +56,47 @@ fn step_is_root_with_a_65536_mapping_its_own_pid_1_and_hostname() {
     assert_eq!(out.trim(), "job-42");
 }
 
+/// `readlink /proc/self/ns/<kind>` of this test process.
+fn host_ns(kind: &str) -> String {
+    fs::read_link(format!("/proc/self/ns/{kind}"))
+        .expect("namespaces of this process are readable")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn every_namespace_is_fresh_but_the_network_unless_asked() {
+    let s = require!(Sandboxed::new());
+    let kinds = ["user", "mnt", "pid", "ipc", "uts", "net"];
+    let script = kinds
+        .iter()
+        .map(|k| format!("readlink /proc/self/ns/{k}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    for (network, net_shared) in [("host", true), ("none", false)] {
+        let out = s.run_ok(&[
+            "--network",
+            network,
+            &s.image("latest"),
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ]);
+        let inside: Vec<&str> = out.lines().collect();
+        assert_eq!(inside.len(), kinds.len(), "{out}");
+        for (kind, ns) in kinds.iter().zip(&inside) {
+            let shared = *ns == host_ns(kind);
+            let expected = *kind == "net" && net_shared;
+            assert_eq!(
+                shared, expected,
+                "{kind} namespace with --network {network}: {ns}"
+            );
+        }
+    }
+    s.assert_nothing_left();
+}
+
 /// Interface names in a `/proc/net/dev` table.
 fn interfaces(dev: &str) -> Vec<String> {
     dev.lines()

@@ -471,6 +471,34 @@ mod tests {
     }
 
     #[test]
+    fn probes_run_from_memory() {
+        assert!(!run_probe(b"not an executable"));
+        if cfg!(target_arch = "x86_64") {
+            // A static x86-64 ELF that only calls exit(0).
+            let code: &[u8] = &[0x31, 0xff, 0xb8, 60, 0, 0, 0, 0x0f, 0x05];
+            let total = 64 + 56 + code.len() as u64;
+            let mut v = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            v.extend_from_slice(&2u16.to_le_bytes());
+            v.extend_from_slice(&0x3eu16.to_le_bytes());
+            v.extend_from_slice(&1u32.to_le_bytes());
+            v.extend_from_slice(&(0x40_0000u64 + 120).to_le_bytes());
+            v.extend_from_slice(&64u64.to_le_bytes());
+            v.extend_from_slice(&0u64.to_le_bytes());
+            v.extend_from_slice(&0u32.to_le_bytes());
+            for h in [64u16, 56, 1, 0, 0, 0] {
+                v.extend_from_slice(&h.to_le_bytes());
+            }
+            v.extend_from_slice(&1u32.to_le_bytes());
+            v.extend_from_slice(&5u32.to_le_bytes());
+            for w in [0, 0x40_0000, 0x40_0000, total, total, 0x1000] {
+                v.extend_from_slice(&u64::to_le_bytes(w));
+            }
+            v.extend_from_slice(code);
+            assert!(run_probe(&v));
+        }
+    }
+
+    #[test]
     fn plan_refuses_what_cannot_run() {
         let mut h = host(false);
         h.binfmt.registration = None;
