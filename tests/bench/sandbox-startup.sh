@@ -6,6 +6,8 @@
 #
 #   tests/bench/sandbox-startup.sh            RUNS=50 REPS=5; builds rbuild (release)
 #   RBUILD=path/to/rbuild RUNS=100 tests/bench/sandbox-startup.sh
+#   CACHE_DIR=/dev/shm/rbuild-bench tests/bench/sandbox-startup.sh   cache (and the overlay's
+#       upper/work directories) on another file system, e.g. to see what the disk costs
 #
 # As root, it runs everything as the end-to-end test user (`rbuild-test`, or
 # $RBUILD_E2E_USER, created by `rbuild-testenv check`); as a normal user, as yourself.
@@ -39,7 +41,7 @@ fi
 # shellcheck disable=SC2317 # called through the EXIT trap
 cleanup() {
   # Snapshots belong to subordinate ids: remove them from inside a user namespace.
-  as_user "unshare --user --map-auto --map-root-user rm -rf '$WORK/cache'" 2>/dev/null || true
+  as_user "unshare --user --map-auto --map-root-user rm -rf '${CACHE:-$WORK/cache}'" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -48,7 +50,8 @@ cp -r "$LAYOUT_SRC" "$WORK/busybox"
 cp "$RBUILD" "$WORK/rbuild"
 [ "$(id -u)" = 0 ] && chown -R "$BUSER:" "$WORK"
 IMAGE="oci-layout://$WORK/busybox:amd64"
-RUN="'$WORK/rbuild' run --cache-dir '$WORK/cache' '$IMAGE' -- true"
+CACHE=${CACHE_DIR:-$WORK/cache}
+RUN="'$WORK/rbuild' run --cache-dir '$CACHE' '$IMAGE' -- true"
 
 say "warming the snapshot cache (first run unpacks the layer)"
 as_user "cd '$WORK' && $RUN"
@@ -88,6 +91,6 @@ echo "| \`rbuild run IMAGE -- true\` (create, run, tear down) | $(ms "${results[
 echo
 echo "rbuild / unshare floor: $(echo "scale=2; ${results[rbuild]} / ${results[unshare]}" | bc)x (target: within 2x)"
 echo "rbuild / floor with the same id mapping: $(echo "scale=2; ${results[rbuild]} / ${results[mapped]}" | bc)x"
-echo "load average during the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "cache on: $(df --output=fstype "$(dirname "$CACHE")" | tail -1) ($(dirname "$CACHE")); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "(phase timings of one run: \`RBUILD_LOG=rbuild::sandbox=debug rbuild run ...\`)"
 exit 0
