@@ -570,3 +570,93 @@ fn real_root_still_runs_steps_in_a_subordinate_range() {
     assert_eq!(fs::metadata(vol.join("f")).unwrap().uid(), expected);
     s.assert_nothing_left();
 }
+
+#[test]
+fn without_a_subordinate_range_only_root_is_mapped_and_rbuild_says_what_breaks() {
+    // `nobody` has no range in /etc/subuid; only root can run a command as it.
+    if current_uid() != 0 {
+        require!(Err::<(), _>(Missing::new(
+            "this test needs the tests to run as root (to run rbuild as `nobody`)",
+            "run it as root (CI does)"
+        )));
+    }
+    let s = require!(Sandboxed::new());
+    if fs::read_to_string("/etc/subuid")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("nobody:") || l.starts_with("65534:"))
+    {
+        require!(Err::<(), _>(Missing::new(
+            "`nobody` has a subordinate range here",
+            "remove it from /etc/subuid"
+        )));
+    }
+    s.add_image(
+        "owned",
+        &[sandbox_support::Tar::default()
+            .file_owned("srv/by-1000", b"data", 1000, 1000)
+            .finish()],
+    );
+    let work = s.dir.path().join("nobody");
+    for d in [&work, &s.cache] {
+        fs::create_dir(d).unwrap();
+        fs::set_permissions(d, fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let diags_path = work.join("d.json");
+    let run = |args: &[&str]| {
+        use std::os::unix::process::CommandExt;
+        Command::new(&s.env.rbuild)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("RBUILD_E2E_MARK", &s.mark)
+            .uid(65534)
+            .gid(65534)
+            .current_dir(&work)
+            .args(["run", "--env", "RBUILD_E2E_MARK", "--cache-dir"])
+            .arg(&s.cache)
+            .arg("--diagnostics-file")
+            .arg(&diags_path)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        &s.image("owned"),
+        "--",
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map; ls -n /srv/by-1000",
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "0");
+    let map: Vec<u32> = lines[1]
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(map, [0, 65534, 1], "{stdout}");
+    // The file owned by 1000 in the image belongs to root here.
+    assert!(lines[2].split_whitespace().nth(2) == Some("0"), "{stdout}");
+    let diags = Sandboxed::diagnostics(&diags_path);
+    let ids: Vec<&str> = diags.iter().filter_map(|d| d["id"].as_str()).collect();
+    assert_eq!(
+        ids,
+        ["subid-range-too-small", "subid-range-too-small"],
+        "{diags:?}"
+    );
+    let messages = serde_json::to_string(&diags).unwrap();
+    assert!(
+        messages.contains("owned by other ids") && messages.contains("/srv/by-1000"),
+        "{messages}"
+    );
+    // Another user cannot be switched to.
+    let out = run(&["--user", "1000", &s.image("latest"), "--", "id"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("only container ids 0-0 are mapped"),
+        "{}",
+        show(&out)
+    );
+    s.assert_nothing_left();
+}

@@ -350,6 +350,14 @@ impl Tar {
     pub(crate) fn file(&mut self, name: &str, data: &[u8], mode: u32) -> &mut Self {
         self.raw(&header(name, b'0', data.len() as u64, mode, ""), data)
     }
+    /// A regular file owned by `uid:gid`.
+    pub(crate) fn file_owned(&mut self, name: &str, data: &[u8], uid: u64, gid: u64) -> &mut Self {
+        let mut h = header(name, b'0', data.len() as u64, 0o644, "");
+        num(&mut h[108..116], uid);
+        num(&mut h[116..124], gid);
+        checksum(&mut h);
+        self.raw(&h, data)
+    }
     pub(crate) fn dir(&mut self, name: &str) -> &mut Self {
         self.raw(&header(name, b'5', 0, 0o755, ""), b"")
     }
