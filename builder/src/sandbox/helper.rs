@@ -48,6 +48,9 @@ use crate::layer::{self, Digest, ExtractReport};
 /// Entry point of `rbuild sandbox-helper --parent PID`.
 pub(super) fn main(parent: u32) -> ExitCode {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    // Directories created implicitly (snapshot parents, mount points) get the usual
+    // 0755, whatever the caller's umask; explicit modes are set with chmod anyway.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     if u32::try_from(unistd::getppid().as_raw()).ok() != Some(parent) {
         // The parent is already gone (or this was run by hand): nobody to report to.
         return ExitCode::from(1);
