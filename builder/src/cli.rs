@@ -37,8 +37,8 @@ pub struct Cli {
 pub enum Command {
     /// Build an image from a Dockerfile (not yet implemented)
     Build(Box<BuildArgs>),
-    /// Run an image in a fresh unprivileged sandbox (not yet implemented)
-    Run(RunArgs),
+    /// Run an image in a fresh unprivileged sandbox
+    Run(Box<RunArgs>),
     /// Parse and lint a Dockerfile without building it
     ///
     /// Prints diagnostics on stderr (`error: FILE:LINE: message (rule-id)` and a `hint:`
@@ -56,6 +56,9 @@ pub enum Command {
     Push(PushArgs),
     /// Remove unused images and blobs from the content store
     Prune(PruneArgs),
+    /// Internal: applies a sandbox spec (started by rbuild itself, never by hand)
+    #[command(name = "sandbox-helper", hide = true)]
+    SandboxHelper(SandboxHelperArgs),
 }
 
 /// `rbuild build`: flags as `docker buildx build` names them.
@@ -126,7 +129,7 @@ pub struct BuildArgs {
     pub insecure_registries: Vec<String>,
 }
 
-/// `rbuild run`.
+/// `rbuild run`: flags as `docker run` names them.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Platform of the image to run, e.g. `linux/arm64` (default: the host's)
@@ -135,11 +138,43 @@ pub struct RunArgs {
     /// Network of the sandbox
     #[arg(long, value_enum, default_value_t = Network::Host)]
     pub network: Network,
-    /// Image reference or `oci-layout://PATH[:TAG]`
+    /// Environment variable `KEY=VALUE`, or `KEY` to pass rbuild's own (repeatable)
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// User to run as, `name|uid[:group|gid]` (default: the image's)
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Working directory inside the sandbox (default: the image's)
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// Hostname inside the sandbox
+    #[arg(long, default_value = crate::sandbox::DEFAULT_HOSTNAME)]
+    pub hostname: String,
+    /// Bind a host path into the sandbox: `SRC:DEST[:ro]` (repeatable; no `-v`, which is `--verbose`)
+    #[arg(long = "volume")]
+    pub volumes: Vec<String>,
+    /// Kill the sandbox and everything in it after this long (`90`, `30s`, `5m`, `1h`)
+    #[arg(long)]
+    pub timeout: Option<String>,
+    /// Cache directory: unpacked layers and per-run state (default: `$XDG_CACHE_HOME/rbuild`)
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Write the run's diagnostics (warnings and the failure, if any) as a JSON array to this file
+    #[arg(long)]
+    pub diagnostics_file: Option<PathBuf>,
+    /// Image: `oci-layout://PATH[:TAG]` (registry references need the registry client)
     pub image: String,
     /// Command to run instead of the image's entrypoint and cmd
     #[arg(last = true)]
     pub command: Vec<String>,
+}
+
+/// `rbuild sandbox-helper` (hidden).
+#[derive(Debug, Args)]
+pub struct SandboxHelperArgs {
+    /// PID of the rbuild process that started the helper
+    #[arg(long)]
+    pub parent: u32,
 }
 
 /// `rbuild check`: exits 1 when the Dockerfile has an error; lint warnings are printed and
@@ -325,6 +360,10 @@ impl From<MessageFormat> for crate::diagnose::render::Format {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    if let Command::SandboxHelper(args) = &cli.command {
+        // Speaks its own protocol on descriptor 3; nothing to render here.
+        return crate::sandbox::helper_main(args.parent);
+    }
     match run(&cli) {
         Ok(()) => ExitCode::from(Exit::Ok.code()),
         Err(err) => ExitCode::from(outcome::report(&err).code()),
@@ -356,6 +395,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Pull(args) => cmd::pull::run(args),
         Command::Push(args) => cmd::push::run(args),
         Command::Prune(args) => cmd::prune::run(args),
+        Command::SandboxHelper(_) => Err(outcome::Failure::new(
+            Exit::Bug,
+            "`rbuild sandbox-helper` is dispatched before other commands",
+        )
+        .into()),
     }
 }
 

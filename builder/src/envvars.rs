@@ -35,3 +35,11 @@ pub const REGISTRY_AUTH_FILE: &str = "REGISTRY_AUTH_FILE";
 /// Size in bytes above which `rbuild push` uploads a blob in chunks of this size
 /// (`PATCH` with `Content-Range`) instead of one `PUT`; default 64 MiB.
 pub const RBUILD_PUSH_CHUNK_SIZE: &str = "RBUILD_PUSH_CHUNK_SIZE";
+
+/// Forces the copy-based root file system instead of overlayfs (`RBUILD_ROOTFS=copy`), for
+/// hosts where overlayfs misbehaves and for testing the fallback. Any other value, or
+/// unset, means overlayfs with the automatic fallback.
+pub const RBUILD_ROOTFS: &str = "RBUILD_ROOTFS";
+
+/// Base of the default cache directory when `XDG_CACHE_HOME` is unset (`$HOME/.cache`).
+pub const HOME: &str = "HOME";
