@@ -227,6 +227,22 @@ impl Layout {
         }
     }
 
+    /// Adds `entry` (with its own annotations) to `index.json`, replacing an entry with the
+    /// same `org.opencontainers.image.ref.name`, or with the same digest when it has none.
+    pub fn add(&self, entry: &Descriptor) -> Result<(), LayoutError> {
+        let mut index = self.index()?;
+        match entry.annotations.get(REF_NAME) {
+            Some(tag) => index
+                .manifests
+                .retain(|m| m.annotations.get(REF_NAME).is_none_or(|n| n != tag)),
+            None => index
+                .manifests
+                .retain(|m| m.digest != entry.digest || m.annotations.contains_key(REF_NAME)),
+        }
+        index.manifests.push(entry.clone());
+        self.write_index(&index)
+    }
+
     /// Adds `descriptor` to `index.json` tagged `tag` (replacing an entry with that tag).
     pub fn tag(&self, descriptor: &Descriptor, tag: Option<&str>) -> Result<(), LayoutError> {
         let mut index = self.index()?;
