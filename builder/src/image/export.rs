@@ -70,20 +70,16 @@ fn collect(
     platform: Option<&Platform>,
 ) -> Result<(Descriptor, BTreeMap<Digest, u64>), ExportError> {
     let mut blobs = BTreeMap::new();
-    let top = match platform {
-        Some(p) => {
-            let resolved = resolve(source, root, p)?;
-            // The manifest, not the index: an export for one platform holds one image.
-            resolved.manifest_descriptor
-        }
-        None => {
-            let bytes = read_document(source, &root.digest)?;
-            let (_, media_type) =
-                Document::parse(&bytes, Some(&root.media_type)).map_err(ResolveError::Document)?;
-            let mut d = root.clone();
-            d.media_type = media_type;
-            d
-        }
+    let top = if let Some(p) = platform {
+        // The manifest, not the index: an export for one platform holds one image.
+        resolve(source, root, p)?.manifest_descriptor
+    } else {
+        let bytes = read_document(source, &root.digest)?;
+        let (_, media_type) =
+            Document::parse(&bytes, Some(&root.media_type)).map_err(ResolveError::Document)?;
+        let mut d = root.clone();
+        d.media_type = media_type;
+        d
     };
     walk(source, &top, &mut blobs, 0)?;
     Ok((top, blobs))

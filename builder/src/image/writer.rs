@@ -196,6 +196,8 @@ mod set_as_object {
     #[derive(Serialize, Deserialize)]
     struct Empty {}
 
+    // The values are `{}` by definition of the format.
+    #[allow(clippy::zero_sized_map_values)]
     pub(super) fn serialize<S: Serializer>(
         set: &BTreeSet<String>,
         s: S,
@@ -363,12 +365,12 @@ pub enum WriteError {
     #[error("no platform to write: the image set is empty")]
     Empty,
     #[error("two images are for the same platform `{0}`")]
-    DuplicatePlatform(Platform),
+    DuplicatePlatform(Box<Platform>),
     #[error(
         "the image for `{platform}` has {layers} layers but {entries} history entries that made one"
     )]
     HistoryMismatch {
-        platform: Platform,
+        platform: Box<Platform>,
         layers: usize,
         entries: usize,
     },
@@ -376,7 +378,7 @@ pub enum WriteError {
         "layer `{digest}` of the image for `{platform}` is not in the content store ({size} bytes expected)"
     )]
     LayerMissing {
-        platform: Platform,
+        platform: Box<Platform>,
         digest: Digest,
         size: u64,
     },
@@ -419,7 +421,7 @@ fn config_bytes(spec: &ImageSpec, created: Created) -> Result<Vec<u8>, WriteErro
     // long as nothing was added to them; otherwise history and layers must agree.
     if made != spec.layers.len() && !(made == 0 && spec.history.is_empty()) {
         return Err(WriteError::HistoryMismatch {
-            platform: spec.platform.clone(),
+            platform: Box::new(spec.platform.clone()),
             layers: spec.layers.len(),
             entries: made,
         });
@@ -470,7 +472,7 @@ pub fn write(
     let mut seen = BTreeSet::new();
     for s in specs {
         if !seen.insert(s.platform.normalized()) {
-            return Err(WriteError::DuplicatePlatform(s.platform.clone()));
+            return Err(WriteError::DuplicatePlatform(Box::new(s.platform.clone())));
         }
     }
     let stamp = options.created.rfc3339();
@@ -487,7 +489,7 @@ pub fn write(
             }
             if !store.contains(&l.descriptor.digest, Some(l.descriptor.size)) {
                 return Err(WriteError::LayerMissing {
-                    platform: spec.platform.clone(),
+                    platform: Box::new(spec.platform.clone()),
                     digest: l.descriptor.digest.clone(),
                     size: l.descriptor.size,
                 });
