@@ -440,3 +440,64 @@ fn image_output_docker_archive_of_a_missing_platform_names_the_ones_there() {
     assert!(err.contains("cannot export"), "{err}");
     assert!(err.contains("hint:"), "{err}");
 }
+
+#[test]
+fn image_output_push_of_a_one_platform_layout_import_reads_the_rest_from_the_layout() {
+    let env = require!(Env::get());
+    let skopeo = require!(tool("/usr/bin/skopeo", "skopeo"));
+    require!(rbuild_e2e::registry::available());
+    require!(base::busybox());
+    let dir = env.user.tempdir().unwrap();
+    let layout = copy_busybox(&env, dir.path());
+    let reg = rbuild_e2e::Registry::start().unwrap();
+    // What the build engine does with an `oci-layout://` base: import one platform.
+    let store = Store::open(&dir.path().join("cache")).unwrap();
+    let name = format!("oci-layout://{}:latest", layout.display());
+    let platform = "linux/arm64".parse().unwrap();
+    rbuild::registry::image_from(&store, &name, &platform).unwrap();
+    let record = store.get_ref(&name).unwrap().unwrap();
+    assert_eq!(
+        record.blobs.len(),
+        4,
+        "index + the arm64 manifest, config, layer"
+    );
+
+    // Pushing that ref pushes the whole index: the other platform comes from the layout.
+    let source = rbuild::registry::StoredSource {
+        store: &store,
+        origin: record.source.clone(),
+    };
+    let root = Descriptor::new(
+        record.media_type.clone(),
+        record.digest.clone(),
+        record.size,
+    );
+    let dest: rbuild::registry::ImageRef = format!("{}/imported:v1", reg.host()).parse().unwrap();
+    let registry = rbuild::registry::Registry::new(rbuild::registry::Options::default()).unwrap();
+    let pushed = rbuild::registry::block_on(registry.push(&source, &root, &dest, None)).unwrap();
+    assert_eq!(pushed.descriptor.digest, record.digest);
+    let info = run_ok(tool_cmd(&env, &skopeo, dir.path()).args([
+        "inspect",
+        "--tls-verify=false",
+        "--override-arch=amd64",
+        &format!("docker://{dest}"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&info).unwrap()["Architecture"],
+        "amd64"
+    );
+
+    // Without the layout, the gap is an error that says what is missing and what to do.
+    let fresh = Store::open(&dir.path().join("cache2")).unwrap();
+    rbuild::registry::image_from(&fresh, &name, &platform).unwrap();
+    let partial = rbuild::registry::StoredSource {
+        store: &fresh,
+        origin: None,
+    };
+    let err = rbuild::registry::block_on(registry.push(&partial, &root, &dest, None)).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("holds only part of"), "{text}");
+    assert!(text.contains("linux/amd64"), "{text}");
+    assert!(err.hints()[0].contains("--platform"), "{:?}", err.hints());
+}

@@ -341,3 +341,44 @@ fn registry_hostile_manifest_digest_header_is_checked_and_may_be_missing() {
     assert_eq!(out.status.code(), Some(4), "{err}");
     assert!(err.contains("does not match"), "{err}");
 }
+
+#[test]
+fn registry_hostile_interrupted_download_is_kept_for_resume_and_pruned() {
+    let env = require!(Env::get());
+    let (content, _, layer) = tiny_image("v1", 500_000);
+    let blob = content.blobs[&layer].clone();
+    let layer2 = layer.clone();
+    // The layer never arrives whole: every answer is cut after 100 kB.
+    let fake = FakeRegistry::start(content, move |seen, _| {
+        is_get(seen, &format!("/blobs/{layer2}")).then(|| Reply::Cut {
+            body: blob.clone(),
+            send: 100_000,
+        })
+    });
+    let dir = env.user.tempdir().unwrap();
+    let out = pull(&env, dir.path(), &format!("{}/app:v1", fake.host()), &[]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let partial = format!("sha256-{}.partial", layer.trim_start_matches("sha256:"));
+    assert!(
+        leftovers(dir.path()).contains(&partial),
+        "{:?}",
+        leftovers(dir.path())
+    );
+
+    let mut cmd = env.rbuild();
+    cmd.current_dir(dir.path())
+        .args(["prune", "--cache-dir"])
+        .arg(dir.path().join("cache"));
+    let out = output(&mut cmd).unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("1 interrupted downloads"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        leftovers(dir.path()).is_empty(),
+        "{:?}",
+        leftovers(dir.path())
+    );
+}

@@ -429,6 +429,10 @@ pub trait BlobSource: Send + Sync + std::fmt::Debug {
     fn origin(&self) -> Option<&str> {
         None
     }
+    /// The content store behind it, when missing content may be fetched into it.
+    fn store(&self) -> Option<&Store> {
+        None
+    }
 }
 
 impl BlobSource for Store {

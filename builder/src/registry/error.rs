@@ -150,6 +150,15 @@ pub enum RegistryError {
         wanted: Platform,
         actual: Platform,
     },
+    #[error(
+        "the content store holds only part of `{root}`: {} `{missing}` is not there, and rbuild does not know where the image came from to fetch it",
+        platform.as_ref().map_or_else(|| "blob".to_owned(), |p| format!("the manifest for `{p}`"))
+    )]
+    Incomplete {
+        root: Digest,
+        missing: Digest,
+        platform: Option<Platform>,
+    },
     #[error("cannot read the credentials for registry `{host}`")]
     Credentials {
         host: String,
@@ -219,6 +228,7 @@ impl RegistryError {
         match self {
             RegistryError::NoPlatform { .. }
             | RegistryError::WrongPlatform { .. }
+            | RegistryError::Incomplete { .. }
             | RegistryError::BadDocument { .. } => Exit::Input,
             RegistryError::Store(_) => Exit::Host,
             RegistryError::Client(_) => Exit::Bug,
@@ -256,6 +266,9 @@ impl RegistryError {
             RegistryError::NotFound { .. } => {
                 vec!["check the repository name and tag (`skopeo list-tags docker://HOST/REPO` lists the tags)".to_owned()]
             }
+            RegistryError::Incomplete { .. } => vec![
+                "push only the platforms that are there with `--platform`, or push from where all of it is (the OCI layout, or `rbuild pull --all-platforms` from its registry)".to_owned(),
+            ],
             RegistryError::Store(_) => vec![
                 "check the cache directory (`--cache-dir`): free space, permissions; `rbuild prune` frees space".to_owned(),
             ],

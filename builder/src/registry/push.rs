@@ -11,9 +11,10 @@ use reqwest::{Method, StatusCode};
 
 use super::client::{Access, Call, Client};
 use super::error::RegistryError;
+use super::pull::Puller;
 use super::reference::ImageRef;
 use super::{Event, Pushed};
-use crate::image::{BlobSource, Descriptor, Document, Platform, media, read_document};
+use crate::image::{BlobSource, Descriptor, Document, Index, Platform, media, read_document};
 use crate::store::{Digest, StoreError};
 
 /// Size of one read from a blob file while streaming it to the registry.
@@ -100,7 +101,7 @@ impl Pusher<'_> {
     }
 
     /// Pushes `root` (a manifest or an index) from the source to `dest`. With `platform`,
-    /// an index is narrowed to that platform's manifest.
+    /// an index is narrowed to that platform's manifest (nested indexes followed).
     pub(super) async fn push(
         &self,
         root: &Descriptor,
@@ -109,12 +110,14 @@ impl Pusher<'_> {
     ) -> Result<Pushed, RegistryError> {
         let bytes = read_document(self.source, &root.digest)?;
         let host = dest.api_host().to_owned();
-        let bad = |source| RegistryError::BadDocument {
-            host: host.clone(),
-            reference: root.digest.to_string(),
-            source,
-        };
-        let (doc, media_type) = Document::parse(&bytes, Some(&root.media_type)).map_err(bad)?;
+        let (doc, media_type) =
+            Document::parse(&bytes, Some(&root.media_type)).map_err(|source| {
+                RegistryError::BadDocument {
+                    host: host.clone(),
+                    reference: root.digest.to_string(),
+                    source,
+                }
+            })?;
         let tag = match (dest.digest(), dest.tag()) {
             (Some(_), _) => None,
             (None, t) => Some(t.unwrap_or("latest").to_owned()),
@@ -129,31 +132,20 @@ impl Pusher<'_> {
             }
             Document::Index(index) => {
                 if let Some(p) = platform {
-                    let Some(child) = index.select(p).first().copied() else {
+                    let mut available = Vec::new();
+                    let Some(child) = self
+                        .find_child(dest, &root, &index, p, &mut available, 0)
+                        .await?
+                    else {
                         return Err(RegistryError::NoPlatform {
                             reference: root.digest.to_string(),
                             wanted: p.clone(),
-                            available: index.platforms(),
+                            available,
                         });
                     };
-                    return Box::pin(self.push(child, dest, None)).await;
+                    return Box::pin(self.push(&child, dest, None)).await;
                 }
-                for child in &index.manifests {
-                    if !self.source.has(&child.digest, child.size) {
-                        return Err(RegistryError::Store(StoreError::Missing(
-                            child.digest.clone(),
-                        )));
-                    }
-                }
-                for child in &index.manifests {
-                    let child_bytes = read_document(self.source, &child.digest)?;
-                    let (child_doc, _) =
-                        Document::parse(&child_bytes, Some(&child.media_type)).map_err(bad)?;
-                    if let Document::Manifest(m) = child_doc {
-                        self.push_image_blobs(dest, &m).await?;
-                    }
-                    self.put_manifest(dest, child, &child_bytes, None).await?;
-                }
+                self.push_children(dest, &root, &index, 0).await?;
                 self.put_manifest(dest, &root, &bytes, tag.as_deref())
                     .await?
             }
@@ -173,6 +165,122 @@ impl Pusher<'_> {
         })
     }
 
+    /// Where gaps of the source can be filled from, when the source is the content store:
+    /// the repository it was pulled from, or the OCI layout it was imported from.
+    fn filler(&self) -> Option<Filler<'_>> {
+        let store = self.source.store()?;
+        let origin = self.source.origin()?;
+        if let Some((path, _)) = crate::image::layout::parse_reference(origin) {
+            let layout = crate::image::layout::Layout::open(&path).ok()?;
+            return Some(Filler::Layout(store, layout));
+        }
+        let origin: ImageRef = origin.parse().ok()?;
+        Some(Filler::Registry(
+            Puller {
+                client: self.client,
+                store,
+                events: self.events,
+            },
+            origin,
+        ))
+    }
+
+    /// The bytes of a child document of `root`: from the source, else fetched from the
+    /// repository the source was pulled from (a pull for some platforms stores only their
+    /// manifests), else an error saying what is missing and how to get it.
+    async fn document(
+        &self,
+        dest: &ImageRef,
+        root: &Descriptor,
+        desc: &Descriptor,
+    ) -> Result<(Document, Vec<u8>), RegistryError> {
+        if !self.source.has(&desc.digest, desc.size) {
+            let Some(filler) = self.filler() else {
+                return Err(RegistryError::Incomplete {
+                    root: root.digest.clone(),
+                    missing: desc.digest.clone(),
+                    platform: desc.platform.clone(),
+                });
+            };
+            filler.document(desc).await?;
+        }
+        let bytes = read_document(self.source, &desc.digest)?;
+        let (doc, _) = Document::parse(&bytes, Some(&desc.media_type)).map_err(|source| {
+            RegistryError::BadDocument {
+                host: dest.api_host().to_owned(),
+                reference: desc.digest.to_string(),
+                source,
+            }
+        })?;
+        Ok((doc, bytes))
+    }
+
+    /// The manifest for `platform` under `index` (nested indexes followed).
+    fn find_child<'s>(
+        &'s self,
+        dest: &'s ImageRef,
+        root: &'s Descriptor,
+        index: &'s Index,
+        platform: &'s Platform,
+        available: &'s mut Vec<Platform>,
+        depth: usize,
+    ) -> futures_util::future::BoxFuture<'s, Result<Option<Descriptor>, RegistryError>> {
+        Box::pin(async move {
+            for p in index.platforms() {
+                if !available.contains(&p) {
+                    available.push(p);
+                }
+            }
+            for c in index.candidates(platform) {
+                if !media::is_index(&c.media_type) {
+                    return Ok(Some(c.clone()));
+                }
+                if depth >= 4 {
+                    return Err(nested_too_deep(dest));
+                }
+                if let (Document::Index(inner), _) = self.document(dest, root, c).await?
+                    && let Some(found) = self
+                        .find_child(dest, root, &inner, platform, available, depth + 1)
+                        .await?
+                {
+                    return Ok(Some(found));
+                }
+            }
+            Ok(None)
+        })
+    }
+
+    /// Pushes every child of `index` (blobs, then the manifest by digest; nested indexes
+    /// after their own children).
+    fn push_children<'s>(
+        &'s self,
+        dest: &'s ImageRef,
+        root: &'s Descriptor,
+        index: &'s Index,
+        depth: usize,
+    ) -> futures_util::future::BoxFuture<'s, Result<(), RegistryError>> {
+        Box::pin(async move {
+            // Every child document first, so a gap is reported before anything is sent.
+            let mut children = Vec::new();
+            for child in &index.manifests {
+                children.push((child, self.document(dest, root, child).await?));
+            }
+            for (child, (doc, bytes)) in children {
+                match doc {
+                    Document::Manifest(m) => self.push_image_blobs(dest, &m).await?,
+                    Document::Index(inner) => {
+                        if depth >= 4 {
+                            return Err(nested_too_deep(dest));
+                        }
+                        self.push_children(dest, root, &inner, depth + 1).await?;
+                    }
+                }
+                self.put_manifest(dest, child, &bytes, None).await?;
+            }
+            Ok(())
+        })
+    }
+
     async fn push_image_blobs(
         &self,
         dest: &ImageRef,
@@ -185,7 +293,13 @@ impl Pusher<'_> {
             }
         }
         let limit = self.client.options.max_concurrent_uploads.max(1);
-        stream::iter(blobs.into_iter().map(|d| self.push_blob(dest, d)))
+        // Futures collected first: a closure in the stream would not be `Send` for every
+        // lifetime, which the boxed recursion in `push_children` needs.
+        let uploads: Vec<_> = blobs
+            .into_iter()
+            .map(|d| Box::pin(self.push_blob(dest, d)))
+            .collect();
+        stream::iter(uploads)
             .buffer_unordered(limit)
             .try_collect::<Vec<()>>()
             .await?;
@@ -213,6 +327,17 @@ impl Pusher<'_> {
             }
             StatusCode::NOT_FOUND => {}
             _ => return Err(self.client.status_error(&head, resp, 1).await),
+        }
+        if !self.source.has(&desc.digest, desc.size) {
+            // A partial pull, e.g. of an attestation's blobs: fetch it from where it came from.
+            let Some(filler) = self.filler() else {
+                return Err(RegistryError::Incomplete {
+                    root: desc.digest.clone(),
+                    missing: desc.digest.clone(),
+                    platform: None,
+                });
+            };
+            filler.blob(desc).await?;
         }
         // Never send content that does not match its digest: check it once, up front.
         let path = self.source.blob_path(&desc.digest);
@@ -468,6 +593,50 @@ impl Pusher<'_> {
         d.platform.clone_from(&desc.platform);
         Ok(d)
     }
+}
+
+/// Where content missing from the store comes from during a push.
+pub(super) enum Filler<'a> {
+    /// The repository the image was pulled from.
+    Registry(Puller<'a>, ImageRef),
+    /// The OCI layout it was imported from (`image_from`).
+    Layout(&'a crate::store::Store, crate::image::layout::Layout),
+}
+
+impl Filler<'_> {
+    /// Fetches a manifest or index into the store, verified.
+    pub(super) async fn document(&self, desc: &Descriptor) -> Result<(), RegistryError> {
+        match self {
+            Filler::Registry(puller, origin) => {
+                let (bytes, _, _) = puller
+                    .fetch_manifest(origin, &desc.digest.to_string(), Some(&desc.digest))
+                    .await?;
+                puller.store.put_bytes(Some(&desc.digest), &bytes)?;
+                Ok(())
+            }
+            Filler::Layout(..) => self.blob(desc).await,
+        }
+    }
+
+    /// Fetches a blob into the store, verified.
+    pub(super) async fn blob(&self, desc: &Descriptor) -> Result<(), RegistryError> {
+        match self {
+            Filler::Registry(puller, origin) => puller.fetch_blob(origin, desc).await,
+            Filler::Layout(store, layout) => {
+                // Local disk to local disk: blocking is brief next to the upload it feeds.
+                let reader = BlobSource::open(layout, &desc.digest)?;
+                store.put_reader(&desc.digest, desc.size, reader)?;
+                Ok(())
+            }
+        }
+    }
+}
+
+fn nested_too_deep(dest: &ImageRef) -> RegistryError {
+    RegistryError::Store(StoreError::Io {
+        path: dest.to_string().into(),
+        source: std::io::Error::other("indexes nest more than 4 deep"),
+    })
 }
 
 /// `location` with `digest=<digest>` added to its query.
