@@ -156,6 +156,9 @@ pub(crate) fn print_event(direction: Direction) -> impl Fn(Event) + Send + Sync 
                 human(size)
             );
         }
+        Event::BlobResumed { digest, offset } => {
+            eprintln!("  resume  {} at {}", digest.short(), human(offset));
+        }
         Event::BlobUploaded { digest, size } => {
             eprintln!("  pushed  {} {}", digest.short(), human(size));
         }

@@ -51,7 +51,11 @@
 //! - Push: `HEAD` skips blobs the registry has; blobs pulled from another repository of the
 //!   same registry are mounted; others are checked against their digest, then uploaded in one
 //!   `PUT`, or in `PATCH` chunks of [`Options::chunk_size`] (at least the registry's
-//!   `OCI-Chunk-Min-Length`). Child manifests go by digest before the index, by tag. A ref
+//!   `OCI-Chunk-Min-Length`). Upload failures: a chunked upload **resumes** on the same
+//!   session from where the registry says it stands (`GET` on the session, `Range:
+//!   0-<last>`); a one-`PUT` upload, or a session the registry lost, **restarts** on a new
+//!   session after cancelling the broken one (`DELETE`), never resending onto a session that
+//!   may hold part of a body. Child manifests go by digest before the index, by tag. A ref
 //!   that holds only some platforms of its index (a pull with `--platform`, an
 //!   [`image_from`] of a layout) is completed from where it came from (its registry
 //!   repository or its layout) while pushing; without an origin the error names the
@@ -68,8 +72,8 @@
 //!   out anonymously and fails with a bare "not authorized");
 //! - it does not retry anything, and its resumable download (`pull_blob_stream_partial`)
 //!   leaves verification across the resumed ranges to the caller;
-//! - its chunk size for uploads is a private constant, and it cannot resume or restart an
-//!   upload from a file;
+//! - its chunk size for uploads is a private constant, and it cannot resume an upload
+//!   session from the registry's `Range` or restart one cleanly from a file;
 //! - it only reads credentials handed to it: Docker/podman credential files and helpers
 //!   are needed anyway.
 //!
@@ -114,6 +118,8 @@ pub enum Event {
         done: u64,
         size: u64,
     },
+    /// A chunked upload failed and resumes at `offset`, where the registry's session ends.
+    BlobResumed { digest: Digest, offset: u64 },
     /// A blob was uploaded.
     BlobUploaded { digest: Digest, size: u64 },
     /// A blob was mounted from another repository of the registry.

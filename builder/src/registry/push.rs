@@ -442,7 +442,7 @@ impl Pusher<'_> {
             StatusCode::ACCEPTED => {}
             _ => return Err(self.client.status_error(&start, resp, 1).await),
         }
-        let mut location = self.location(dest, &resp, &start)?;
+        let location = self.location(dest, &resp, &start)?;
         let min_chunk = resp
             .headers()
             .get("oci-chunk-min-length")
@@ -450,83 +450,185 @@ impl Pusher<'_> {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
         let chunk = self.client.options.chunk_size.max(min_chunk).max(1);
-        let access = Access::Push { mount_from: None };
-        if desc.size > chunk {
-            let mut offset = 0u64;
-            while offset < desc.size {
-                let len = chunk.min(desc.size - offset);
-                let mut headers = HeaderMap::new();
-                headers.insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("application/octet-stream"),
-                );
-                headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
-                headers.insert(
-                    CONTENT_RANGE,
-                    HeaderValue::from_str(&format!("{offset}-{}", offset + len - 1))
-                        .expect("a range is valid header text"),
-                );
-                let p = path.to_path_buf();
-                let body = move || file_body(p.clone(), offset, len);
-                let call = Call {
-                    image: dest,
-                    access: access.clone(),
-                    method: Method::PATCH,
-                    url: location.clone(),
-                    headers,
-                    body: Some(&body),
-                };
-                let resp = self.client.send(&call).await?;
-                if resp.status() != StatusCode::ACCEPTED {
-                    return Err(self.client.status_error(&call, resp, 1).await);
-                }
-                location = self.location(dest, &resp, &call)?;
-                offset += len;
-                (self.events)(Event::BlobProgress {
-                    digest: desc.digest.clone(),
-                    done: offset,
-                    size: desc.size,
-                });
-            }
-            let url = with_digest(&location, &desc.digest);
-            let mut headers = HeaderMap::new();
-            headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        let sent = if desc.size > chunk {
+            self.send_chunks(dest, desc, path, location.clone(), chunk)
+                .await
+        } else {
+            self.send_whole(dest, desc, path, &location).await
+        };
+        if let Err(e) = sent {
+            // Cancel the session (best effort) so the registry need not keep its data
+            // until it expires; the caller starts a fresh one.
             let call = Call {
                 image: dest,
-                access,
-                method: Method::PUT,
-                url,
-                headers,
+                access: Access::Push { mount_from: None },
+                method: Method::DELETE,
+                url: location,
+                headers: HeaderMap::new(),
                 body: None,
             };
-            let resp = self.client.send(&call).await?;
-            self.check_created(&call, resp, &desc.digest).await?;
-        } else {
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
-            headers.insert(CONTENT_LENGTH, HeaderValue::from(desc.size));
-            let p = path.to_path_buf();
-            let size = desc.size;
-            let body = move || file_body(p.clone(), 0, size);
-            let call = Call {
-                image: dest,
-                access,
-                method: Method::PUT,
-                url: with_digest(&location, &desc.digest),
-                headers,
-                body: Some(&body),
-            };
-            let resp = self.client.send(&call).await?;
-            self.check_created(&call, resp, &desc.digest).await?;
+            let _ = self.client.send_once(&call).await;
+            return Err(e);
         }
         (self.events)(Event::BlobUploaded {
             digest: desc.digest.clone(),
             size: desc.size,
         });
         Ok(())
+    }
+
+    /// One `PUT` with the whole blob. Not retried on the same session: after a failure
+    /// the registry may hold part of the body, so the caller starts a new session.
+    async fn send_whole(
+        &self,
+        dest: &ImageRef,
+        desc: &Descriptor,
+        path: &std::path::Path,
+        location: &str,
+    ) -> Result<(), RegistryError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(desc.size));
+        let p = path.to_path_buf();
+        let size = desc.size;
+        let body = move || file_body(p.clone(), 0, size);
+        let call = Call {
+            image: dest,
+            access: Access::Push { mount_from: None },
+            method: Method::PUT,
+            url: with_digest(location, &desc.digest),
+            headers,
+            body: Some(&body),
+        };
+        let resp = self.client.send_once(&call).await?;
+        self.check_created(&call, resp, &desc.digest).await
+    }
+
+    /// `PATCH` chunks of `chunk` bytes, then the closing `PUT`. After a chunk fails (the
+    /// connection broke, the registry answered 416 or 5xx), asks the registry how much
+    /// of the session it kept (`GET` on the session: `Range: 0-<last>`) and resumes from
+    /// there on the same session.
+    async fn send_chunks(
+        &self,
+        dest: &ImageRef,
+        desc: &Descriptor,
+        path: &std::path::Path,
+        mut location: String,
+        chunk: u64,
+    ) -> Result<(), RegistryError> {
+        let access = Access::Push { mount_from: None };
+        let policy = self.client.options.retry.clone();
+        let mut offset = 0u64;
+        let mut failures = 0u32;
+        while offset < desc.size {
+            let len = chunk.min(desc.size - offset);
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+            headers.insert(
+                CONTENT_RANGE,
+                HeaderValue::from_str(&format!("{offset}-{}", offset + len - 1))
+                    .expect("a range is valid header text"),
+            );
+            let p = path.to_path_buf();
+            let body = move || file_body(p.clone(), offset, len);
+            let call = Call {
+                image: dest,
+                access: access.clone(),
+                method: Method::PATCH,
+                url: location.clone(),
+                headers,
+                body: Some(&body),
+            };
+            let failed = match self.client.send_once(&call).await {
+                Ok(resp) if resp.status() == StatusCode::ACCEPTED => {
+                    location = self.location(dest, &resp, &call)?;
+                    offset += len;
+                    (self.events)(Event::BlobProgress {
+                        digest: desc.digest.clone(),
+                        done: offset,
+                        size: desc.size,
+                    });
+                    continue;
+                }
+                Ok(resp)
+                    if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE
+                        || resp.status().is_server_error() =>
+                {
+                    self.client.status_error(&call, resp, 1).await
+                }
+                Ok(resp) => return Err(self.client.status_error(&call, resp, 1).await),
+                Err(e @ (RegistryError::Connect { .. } | RegistryError::Status { .. })) => e,
+                Err(e) => return Err(e),
+            };
+            failures += 1;
+            if failures >= policy.attempts {
+                return Err(failed);
+            }
+            tokio::time::sleep(policy.delay(failures - 1)).await;
+            let (at, kept) = self.session_status(dest, &location).await?;
+            if kept > desc.size {
+                return Err(RegistryError::Protocol {
+                    host: dest.api_host().to_owned(),
+                    request: format!("GET {}", call.describe().trim_start_matches("PATCH ")),
+                    detail: format!(
+                        "the upload session holds {kept} bytes of a {}-byte blob",
+                        desc.size
+                    ),
+                });
+            }
+            tracing::debug!(digest = %desc.digest, offset, kept, error = %failed, "chunk failed; resuming the upload");
+            (self.events)(Event::BlobResumed {
+                digest: desc.digest.clone(),
+                offset: kept,
+            });
+            location = at;
+            offset = kept;
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        let call = Call {
+            image: dest,
+            access,
+            method: Method::PUT,
+            url: with_digest(&location, &desc.digest),
+            headers,
+            body: None,
+        };
+        let resp = self.client.send(&call).await?;
+        self.check_created(&call, resp, &desc.digest).await
+    }
+
+    /// How many bytes an upload session holds, and its current location.
+    async fn session_status(
+        &self,
+        dest: &ImageRef,
+        location: &str,
+    ) -> Result<(String, u64), RegistryError> {
+        let call = Call {
+            image: dest,
+            access: Access::Push { mount_from: None },
+            method: Method::GET,
+            url: location.to_owned(),
+            headers: HeaderMap::new(),
+            body: None,
+        };
+        let resp = self.client.send(&call).await?;
+        if resp.status() != StatusCode::NO_CONTENT {
+            return Err(self.client.status_error(&call, resp, 1).await);
+        }
+        let at = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(|| location.to_owned(), |l| self.absolute(dest, l));
+        Ok((at, session_bytes(resp.headers())))
     }
 
     async fn check_created(
@@ -651,12 +753,31 @@ fn with_digest(location: &str, digest: &Digest) -> String {
     }
 }
 
+/// Bytes an upload session holds, from its `Range: 0-<last byte>` header. The
+/// distribution registry writes `0-0` for both an empty session and a one-byte one; rbuild
+/// reads it as empty (a wrong guess costs one `416` and a fresh session, never bad data).
+fn session_bytes(headers: &HeaderMap) -> u64 {
+    headers
+        .get("range")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().trim_start_matches("bytes=").split_once('-'))
+        .and_then(|(_, end)| end.parse::<u64>().ok())
+        .map_or(0, |end| if end == 0 { 0 } else { end + 1 })
+}
+
 /// Whether a failed blob upload is worth starting again.
 fn retryable(e: &RegistryError) -> bool {
     match e {
-        RegistryError::Connect { .. } | RegistryError::Protocol { .. } => true,
-        RegistryError::Status { status, .. } | RegistryError::NotFound { status, .. } => {
-            status.starts_with('5') || status.starts_with("404") || status.starts_with("416")
+        // Connection trouble, a confused registry, or an upload session the registry forgot
+        // (expired, or cancelled after a failure).
+        RegistryError::Connect { .. }
+        | RegistryError::Protocol { .. }
+        | RegistryError::NotFound { .. } => true,
+        RegistryError::Status { status, code, .. } => {
+            status.starts_with('5')
+                || status.starts_with("416")
+                // The session held part of an earlier attempt's body.
+                || code.code.as_deref() == Some("DIGEST_INVALID")
         }
         _ => false,
     }
@@ -665,6 +786,19 @@ fn retryable(e: &RegistryError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_ranges_give_the_bytes_kept() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert("range", HeaderValue::from_str(v).unwrap());
+            m
+        };
+        assert_eq!(session_bytes(&h("0-249999")), 250_000);
+        assert_eq!(session_bytes(&h("bytes=0-9")), 10);
+        assert_eq!(session_bytes(&h("0-0")), 0);
+        assert_eq!(session_bytes(&HeaderMap::new()), 0);
+    }
 
     #[test]
     fn digest_goes_into_the_upload_query() {
