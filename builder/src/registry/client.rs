@@ -436,6 +436,20 @@ impl Client {
                 code,
             };
         }
+        // Go's https server answers a plain-http request with this 400.
+        if status == StatusCode::BAD_REQUEST
+            && call.url.starts_with("http://")
+            && code
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("HTTP request to an HTTPS server"))
+        {
+            return RegistryError::HttpToHttps {
+                host,
+                request: call.describe(),
+                loopback: call.image.is_loopback(),
+            };
+        }
         RegistryError::Status {
             host,
             request: call.describe(),
