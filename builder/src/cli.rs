@@ -47,7 +47,7 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Pull an image into the content store and print its digest
     Pull(PullArgs),
-    /// Push an image or index to a registry or an OCI layout and print its digest
+    /// Push an image or index to a registry, an OCI layout or an archive and print its digest
     Push(PushArgs),
     /// Remove unused images and blobs from the content store
     Prune(PruneArgs),
@@ -213,12 +213,13 @@ pub struct PullArgs {
 /// digest written (the index, or the manifest of one platform) on stdout.
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// What to push: a pulled reference or `oci-layout://PATH[:TAG]`
+    /// What to push: a reference in the store (pulled or built) or `oci-layout://PATH[:TAG]`
     pub source: String,
     /// Where to push: `host/repo[:tag]`, `oci-layout://PATH[:TAG]`, `oci-archive:FILE[:TAG]`,
     /// `docker-archive:FILE[:NAME[:TAG]]`
     pub destination: String,
-    /// Push only this platform's manifest of an index
+    /// Push only this platform's manifest of an index (for `docker-archive:`, which image
+    /// to write; default: the host's)
     #[arg(long)]
     pub platform: Option<String>,
     /// Write buildx-style metadata (`containerimage.digest`, `image.name`, ...) to this file

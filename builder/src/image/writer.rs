@@ -329,8 +329,10 @@ pub struct WriteOptions {
     /// Annotations of the index ([`ANNOTATION_CREATED`] is added).
     pub index_annotations: BTreeMap<String, String>,
     /// Record the result in the store under this name (e.g. the first `--tag`), so that
-    /// `rbuild push NAME ...` finds it and prune keeps it. Without a name the blobs are
-    /// unprotected from `rbuild prune` once the caller is done.
+    /// `rbuild push NAME ...` finds it and prune keeps it. Give the normalised reference
+    /// (`registry::ImageRef`'s `to_string()`, e.g. `docker.io/library/app:1` for `app:1`):
+    /// that is the name lookups use. Without a name the blobs are unprotected from
+    /// `rbuild prune` once the caller is done.
     pub ref_name: Option<String>,
 }
 
