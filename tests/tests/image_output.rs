@@ -156,10 +156,11 @@ fn podman(env: &Env, podman: &Path, dir: &Path, args: &[&str]) -> String {
 }
 
 #[test]
-fn image_output_written_image_exports_to_oci_and_docker_archives() {
+fn image_output_written_image_exports_to_oci_and_docker_archives_and_a_registry() {
     let env = require!(Env::get());
     let skopeo = require!(tool("/usr/bin/skopeo", "skopeo"));
     let umoci = require!(tool("/usr/bin/umoci", "umoci"));
+    require!(rbuild_e2e::registry::available());
     require!(base::busybox());
     let dir = env.user.tempdir().unwrap();
     let layout = copy_busybox(&env, dir.path());
@@ -297,6 +298,21 @@ fn image_output_written_image_exports_to_oci_and_docker_archives() {
     let info = inspect(&[&format!("docker-archive:{}", docker.display())]);
     assert_eq!(info["Architecture"], "amd64");
     assert_eq!(info["Labels"]["org.opencontainers.image.title"], "hello");
+
+    // The same image pushed to a registry: the index keeps its digest, skopeo reads it.
+    {
+        let reg = rbuild_e2e::Registry::start().unwrap();
+        let dest = format!("{}/e2e/hello:1", reg.host());
+        let pushed = ok(&push(&env, dir.path(), &cache, &[name, &dest]));
+        assert_eq!(pushed, written.root.digest.to_string());
+        let info = inspect(&[
+            "--tls-verify=false",
+            "--override-arch=arm64",
+            &format!("docker://{dest}"),
+        ]);
+        assert_eq!(info["Architecture"], "arm64");
+        assert_eq!(info["Labels"]["org.opencontainers.image.title"], "hello");
+    }
 
     // No temp files are left beside the archives.
     let strays: Vec<String> = std::fs::read_dir(dir.path())
