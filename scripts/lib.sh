@@ -11,6 +11,7 @@ SYSTEM_PACKAGES=(
   "umoci:/usr/bin/umoci"
   "podman:/usr/bin/podman"
   "runc:/usr/sbin/runc"
+  "openssl:/usr/bin/openssl"
 )
 # Foreign architectures whose packages we download (busybox-static:arm64 for the base image).
 FOREIGN_ARCHES=(arm64)

@@ -52,7 +52,7 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Pull an image into the content store and print its digest
     Pull(PullArgs),
-    /// Push an image or index to a registry or an OCI layout and print its digest
+    /// Push an image or index to a registry, an OCI layout or an archive and print its digest
     Push(PushArgs),
     /// Remove unused images and blobs from the content store
     Prune(PruneArgs),
@@ -272,16 +272,23 @@ pub struct PullArgs {
 
 /// `rbuild push`.
 ///
-/// SOURCE is an image pulled into the content store (`host/repo:tag`) or an OCI layout
-/// (`oci-layout://PATH[:TAG]`). DESTINATION is a registry reference, or an OCI layout
-/// (`oci-layout://PATH[:TAG]`) to export into. Prints the pushed digest on stdout.
+/// SOURCE is an image in the content store (pulled or built: `host/repo:tag`) or an OCI
+/// layout (`oci-layout://PATH[:TAG]`). DESTINATION is a registry reference, or one of
+/// skopeo's local forms: an OCI layout directory (`oci-layout://PATH[:TAG]`, `oci:PATH[:TAG]`),
+/// an OCI layout tar (`oci-archive:FILE[:TAG]`), or a Docker archive for `docker load` /
+/// `podman load` (`docker-archive:FILE[:NAME[:TAG]]`; one platform: `--platform`, else the
+/// host's; `RepoTags` is NAME, else SOURCE when it is a reference). Archives are
+/// reproducible; their entries carry `SOURCE_DATE_EPOCH` (else 0) as mtime. Prints the
+/// digest written (the index, or the manifest of one platform) on stdout.
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// What to push: a pulled reference or `oci-layout://PATH[:TAG]`
+    /// What to push: a reference in the store (pulled or built) or `oci-layout://PATH[:TAG]`
     pub source: String,
-    /// Where to push: `host/repo[:tag]` or `oci-layout://PATH[:TAG]`
+    /// Where to push: `host/repo[:tag]`, `oci-layout://PATH[:TAG]`, `oci-archive:FILE[:TAG]`,
+    /// `docker-archive:FILE[:NAME[:TAG]]`
     pub destination: String,
-    /// Push only this platform's manifest of an index
+    /// Push only this platform's manifest of an index (for `docker-archive:`, which image
+    /// to write; default: the host's)
     #[arg(long)]
     pub platform: Option<String>,
     /// Write buildx-style metadata (`containerimage.digest`, `image.name`, ...) to this file
