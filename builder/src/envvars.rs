@@ -1,7 +1,7 @@
-//! Every environment variable rbuild reads, named once and documented here.
+//! Every environment variable rbuild reads, named once and documented here. Those the
+//! diagnostics renderers read live in `rbuild_diagnose::env` and are re-exported here.
 
-/// Disables coloured output when set to a non-empty value (<https://no-color.org>).
-pub const NO_COLOR: &str = "NO_COLOR";
+pub use rbuild_diagnose::env::{GITHUB_ACTIONS, GITHUB_STEP_SUMMARY, NO_COLOR, XDG_RUNTIME_DIR};
 
 /// Developer log filter for `tracing` (`RBUILD_LOG=debug`, `RBUILD_LOG=rbuild::sandbox=trace`).
 /// Off by default; `-v` is a shortcut for `debug`.
@@ -9,17 +9,6 @@ pub const RBUILD_LOG: &str = "RBUILD_LOG";
 
 /// Unix timestamp that clamps every time written into an image (reproducible builds).
 pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
-
-/// Set to `true` by GitHub Actions; makes `--message-format github` the default.
-pub const GITHUB_ACTIONS: &str = "GITHUB_ACTIONS";
-
-/// Set by GitHub Actions to a file each step may append Markdown to; rbuild appends a table
-/// of its diagnostics there in the `github` message format.
-pub const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
-
-/// Where rootless tools keep per-user runtime state; `rbuild doctor` checks that it belongs
-/// to the current user.
-pub const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
 
 /// Base of rbuild's default cache directory (`$XDG_CACHE_HOME/rbuild`).
 pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";

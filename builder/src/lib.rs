@@ -8,12 +8,13 @@
 pub mod arch;
 pub mod cli;
 pub mod cmd;
-pub mod diagnose;
 pub mod dockerfile;
 pub mod envvars;
 pub mod image;
 pub mod layer;
-pub mod outcome;
 pub mod registry;
 pub mod sandbox;
 pub mod store;
+
+pub use rbuild_diagnose as diagnose;
+pub use rbuild_diagnose::outcome;

@@ -46,7 +46,7 @@ impl Format {
 
     /// [`Format::resolve`] with `GITHUB_ACTIONS` from the environment.
     pub fn from_env(explicit: Option<Format>) -> Format {
-        let env = std::env::var(crate::envvars::GITHUB_ACTIONS).ok();
+        let env = std::env::var(crate::env::GITHUB_ACTIONS).ok();
         Format::resolve(explicit, env.as_deref())
     }
 }
@@ -185,7 +185,7 @@ pub(crate) fn location(d: &Diagnostic) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnose::Cause;
+    use crate::Cause;
 
     #[test]
     fn github_is_the_default_in_github_actions_only() {

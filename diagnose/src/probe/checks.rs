@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use super::facts::{Cgroup, Facts, OVERLAYFS_MAGIC, PlatformFacts, ranges_of};
 use super::live::Outcome;
 use super::{Check, Status};
-use crate::diagnose::signatures;
-use crate::diagnose::{Cause, Severity};
+use crate::signatures;
+use crate::{Cause, Severity};
 
 /// Ids a container needs mapped: 0..65535.
 pub const NEEDED_IDS: u64 = 65536;

@@ -107,7 +107,7 @@ impl Collector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnose::Severity;
+    use crate::Severity;
     use crate::outcome;
     use anyhow::Context as _;
 

@@ -416,8 +416,8 @@ pub fn false_positives<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnose::Severity;
-    use crate::diagnose::catalog::Detector;
+    use crate::Severity;
+    use crate::catalog::Detector;
 
     #[test]
     fn every_signature_compiles_and_is_tried_in_tier_order() {
@@ -635,7 +635,7 @@ mod tests {
 
     fn fixtures(dir: &str) -> Vec<(String, String)> {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("src/diagnose/fixtures")
+            .join("src/fixtures")
             .join(dir);
         let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))

@@ -262,7 +262,7 @@ impl LayerScan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnose::Severity;
+    use crate::Severity;
 
     /// Appends an entry with PAX records (as `tar --xattrs` and buildah write them).
     fn add(

@@ -12,7 +12,7 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::diagnose::{Diagnostic, Severity};
+use crate::{Diagnostic, Severity};
 
 /// One Code Quality issue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -151,7 +151,7 @@ pub fn to_file_bytes(issues: &[Issue]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnose::Cause;
+    use crate::Cause;
 
     #[test]
     fn instructions_are_normalised_for_the_fingerprint() {

@@ -499,7 +499,7 @@ pub fn nofile(limits: &str) -> Option<(Option<u64>, Option<u64>)> {
 }
 
 fn runtime_dir() -> Option<RuntimeDir> {
-    let path = PathBuf::from(std::env::var_os(crate::envvars::XDG_RUNTIME_DIR)?);
+    let path = PathBuf::from(std::env::var_os(crate::env::XDG_RUNTIME_DIR)?);
     if path.as_os_str().is_empty() {
         return None;
     }

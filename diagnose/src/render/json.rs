@@ -4,7 +4,7 @@
 
 use std::io::{self, Write};
 
-use crate::diagnose::Diagnostic;
+use crate::Diagnostic;
 
 /// The `--diagnostics-file` content: a pretty-printed JSON array and a final newline.
 pub fn to_file_bytes(diagnostics: &[Diagnostic]) -> Vec<u8> {
@@ -27,7 +27,7 @@ pub fn write_lines(out: &mut dyn Write, diagnostics: &[Diagnostic]) -> io::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnose::Cause;
+    use crate::Cause;
 
     #[test]
     fn file_is_an_array_and_lines_are_one_object_each() {

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::Path;
 
-use crate::diagnose::{Diagnostic, Severity};
+use crate::{Diagnostic, Severity};
 
 /// Annotations GitHub shows per level and step.
 pub const MAX_PER_LEVEL: usize = 10;
@@ -285,7 +285,7 @@ pub fn append_step_summary(path: &Path, diagnostics: &[Diagnostic]) -> io::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnose::Cause;
+    use crate::Cause;
 
     #[test]
     fn escaping_follows_actions_core() {

@@ -11,7 +11,7 @@
 
 use std::io::{self, Write};
 
-use crate::diagnose::{Cause, Diagnostic, Severity};
+use crate::{Cause, Diagnostic, Severity};
 
 /// Writes every diagnostic, separated by blank lines.
 pub fn write(out: &mut dyn Write, diagnostics: &[Diagnostic], colour: bool) -> io::Result<()> {

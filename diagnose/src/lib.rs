@@ -1,7 +1,12 @@
 //! Diagnostics: what rbuild tells users about a problem, with a stable id, a place in the
 //! Dockerfile when one applies, an explanation and a fix.
 //!
-//! This module owns:
+//! A crate of its own (`rbuild-diagnose`) so that `rbuild-runner` can render and upload
+//! diagnostics (Code Quality reports, Checks API annotations) without linking the builder
+//! and its namespace code. `rbuild` re-exports it as `rbuild::diagnose`, and its
+//! [`outcome`] module (exit codes, `Failure`, the error renderer) as `rbuild::outcome`.
+//!
+//! This crate owns:
 //! - the [`Diagnostic`] record, the JSON contract of `--diagnostics-file` (`DESIGN.md`);
 //! - the failure-cause [`catalog`] ([`Cause`]: stable ids other modules classify with);
 //! - the detectors that need no build engine: the log-[`signatures`] matcher for failed
@@ -20,8 +25,10 @@
 pub mod behaviour;
 pub mod catalog;
 pub mod docs;
+pub mod env;
 pub mod failure;
 pub mod layerscan;
+pub mod outcome;
 pub mod probe;
 pub mod render;
 pub mod signatures;

@@ -11,7 +11,7 @@
 
 use serde_json::{Value, json};
 
-use crate::diagnose::{Diagnostic, Severity};
+use crate::{Diagnostic, Severity};
 
 /// Annotations the API accepts per request.
 pub const ANNOTATIONS_PER_REQUEST: usize = 50;
@@ -164,7 +164,7 @@ pub fn check_run_requests(run: &CheckRun<'_>, diagnostics: &[Diagnostic]) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnose::Cause;
+    use crate::Cause;
 
     const RUN: CheckRun<'static> = CheckRun {
         name: "rbuild",

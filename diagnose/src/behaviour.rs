@@ -180,7 +180,7 @@ fn ports(addrs: &[SocketAddr]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnose::signatures::StepOutcome;
+    use crate::signatures::StepOutcome;
 
     #[test]
     fn listening_sockets_parse_from_proc_net_text() {

@@ -1,7 +1,7 @@
 //! Catalog entries as documents: the Markdown pages under `docs/failures/` and the text
 //! `rbuild explain` prints. Both come from the same [`Entry`], so
 //! they cannot drift apart; a unit test keeps the committed pages in sync (regenerate them
-//! with `RBUILD_BLESS=1 cargo nextest run -p rbuild -E 'test(docs)'`).
+//! with `RBUILD_BLESS=1 cargo nextest run -p rbuild-diagnose -E 'test(docs)'`).
 
 use std::fmt::Write as _;
 
@@ -43,7 +43,7 @@ pub fn markdown(cause: Cause) -> String {
     let _ = writeln!(md, "# `{}`: {}\n", cause.id(), e.title);
     let _ = writeln!(
         md,
-        "<!-- Generated from builder/src/diagnose/catalog.rs by `RBUILD_BLESS=1 cargo nextest run -p rbuild -E 'test(docs)'`; edit the catalog, not this file. -->\n"
+        "<!-- Generated from diagnose/src/catalog.rs by `RBUILD_BLESS=1 cargo nextest run -p rbuild-diagnose -E 'test(docs)'`; edit the catalog, not this file. -->\n"
     );
     let _ = writeln!(md, "{}\n", e.summary);
     let _ = writeln!(md, "| | |\n|---|---|");
@@ -130,7 +130,7 @@ fn code_cell(s: &str) -> String {
 /// `docs/failures/README.md`: the index of all causes.
 pub fn index_markdown() -> String {
     let mut md = String::from(
-        "# Known failure causes\n\n<!-- Generated from builder/src/diagnose/catalog.rs; edit the catalog, not this file. -->\n\nEvery failure rbuild recognises has a stable id, shown in its messages, GitHub annotations and GitLab Code Quality entries. `rbuild explain <id>` prints the same page in the terminal; `rbuild doctor` checks this host for the causes it can probe.\n\n| id | what happened | severity | avoided automatically |\n|---|---|---|---|\n",
+        "# Known failure causes\n\n<!-- Generated from diagnose/src/catalog.rs; edit the catalog, not this file. -->\n\nEvery failure rbuild recognises has a stable id, shown in its messages, GitHub annotations and GitLab Code Quality entries. `rbuild explain <id>` prints the same page in the terminal; `rbuild doctor` checks this host for the causes it can probe.\n\n| id | what happened | severity | avoided automatically |\n|---|---|---|---|\n",
     );
     for e in CATALOG {
         let avoid = match e.auto_avoid {
@@ -293,7 +293,7 @@ mod tests {
         assert!(extra.is_empty(), "pages for no cause: {extra:?}");
         assert!(
             stale.is_empty(),
-            "docs/failures is out of date ({}); regenerate with `RBUILD_BLESS=1 cargo nextest run -p rbuild -E 'test(docs)'`",
+            "docs/failures is out of date ({}); regenerate with `RBUILD_BLESS=1 cargo nextest run -p rbuild-diagnose -E 'test(docs)'`",
             stale.join(", ")
         );
     }

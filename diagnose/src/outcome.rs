@@ -9,7 +9,7 @@
 use std::fmt;
 use std::io::{IsTerminal, Write};
 
-use crate::envvars;
+use crate::env as envvars;
 
 /// Exit codes of `rbuild`, as promised in `DESIGN.md`. Scripts and the runner rely on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
