@@ -9,6 +9,7 @@ SYSTEM_PACKAGES=(
   "docker-registry:/usr/bin/docker-registry"
   "skopeo:/usr/bin/skopeo"
   "umoci:/usr/bin/umoci"
+  "git:/usr/bin/git"
 )
 # Foreign architectures whose packages we download (busybox-static:arm64 for the base image).
 FOREIGN_ARCHES=(arm64)

@@ -14,9 +14,11 @@
 pub mod base;
 pub mod bins;
 pub mod gate;
+pub mod gitlab;
 pub mod http;
 pub mod oci;
 pub mod registry;
+pub mod runner;
 pub mod user;
 
 use std::path::PathBuf;

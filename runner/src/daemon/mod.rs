@@ -424,7 +424,7 @@ impl Poller {
                 r = self.env.client.request_job(&inst.token, &self.env.system_id, last_update.as_deref(), &self.env.info) => r,
             };
             let label = match &outcome {
-                Ok(RequestOutcome::Job(_)) => "job",
+                Ok(RequestOutcome::Job { .. }) => "job",
                 Ok(RequestOutcome::NoJob { .. }) => "no_job",
                 Ok(RequestOutcome::Conflict) => "conflict",
                 Err(_) => "error",
@@ -438,8 +438,14 @@ impl Poller {
                 })
                 .observe(t0.elapsed().as_secs_f64());
             match outcome {
-                Ok(RequestOutcome::Job(job)) => {
+                Ok(RequestOutcome::Job {
+                    job,
+                    last_update: lu,
+                }) => {
                     backoff = Duration::from_secs(1);
+                    if lu.is_some() {
+                        last_update = lu;
+                    }
                     let slot = slots
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -7,6 +7,10 @@
 //! it names more than we have). `Job-Status: canceling` or a 403 with `canceled` are
 //! forwarded to the job as a remote status. The final update carries the trace's
 //! `crc32` checksum and size; a 412 re-sends the whole trace, a 202 is asked again.
+//!
+//! Every interval GitLab hears from the job: new output, or when there is none a
+//! keep-alive (`PUT state=running`). Both answers carry `Job-Status`, so a cancel is seen
+//! within one interval even while the job prints nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,8 +27,6 @@ use crate::log::JobLog;
 pub const PATCH_LIMIT: usize = 1024 * 1024;
 /// Default update interval (gitlab-runner's `DefaultUpdateInterval`).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(3);
-/// After this long without a patch, a `PUT state=running` keeps the job alive.
-pub const KEEPALIVE: Duration = Duration::from_secs(30);
 /// How long the final report keeps trying through network trouble.
 const FINISH_DEADLINE: Duration = Duration::from_mins(10);
 
@@ -169,7 +171,7 @@ impl Reporter {
             if let Err(e) = self.send_pending().await {
                 tracing::warn!(job_id = self.job_id, error = %error_chain(&e), "cannot send the job log; retrying");
             }
-            if self.last_contact.elapsed() >= KEEPALIVE {
+            if self.last_contact.elapsed() >= self.interval {
                 self.touch().await;
             }
             if matches!(*self.remote.borrow(), RemoteStatus::Ended(_)) {
@@ -200,11 +202,11 @@ impl Reporter {
                 ));
             }
             Ok(UpdateOutcome::NotFound) => {
-                self.note(Some(RemoteStatus::Ended("not found".to_owned())))
+                self.note(Some(RemoteStatus::Ended("not found".to_owned())));
             }
             Ok(_) => self.last_contact = Instant::now(),
             Err(e) => {
-                tracing::warn!(job_id = self.job_id, error = %error_chain(&e), "keep-alive failed")
+                tracing::warn!(job_id = self.job_id, error = %error_chain(&e), "keep-alive failed");
             }
         }
     }

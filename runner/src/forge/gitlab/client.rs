@@ -91,11 +91,13 @@ impl RemoteStatus {
 /// The answer to `jobs/request`.
 #[derive(Debug)]
 pub enum RequestOutcome {
-    Job(Box<Job>),
-    /// No job now; echo `last_update` on the next request.
-    NoJob {
+    /// A job; `last_update` is echoed on the next request, as after "no job".
+    Job {
+        job: Box<Job>,
         last_update: Option<String>,
     },
+    /// No job now; echo `last_update` on the next request.
+    NoJob { last_update: Option<String> },
     /// Another runner took the job between GitLab's pick and ours (409): ask again.
     Conflict,
 }
@@ -286,7 +288,10 @@ impl Client {
                         url,
                         source,
                     })?;
-                Ok(RequestOutcome::Job(Box::new(job)))
+                Ok(RequestOutcome::Job {
+                    job: Box::new(job),
+                    last_update: last,
+                })
             }
             StatusCode::NO_CONTENT => Ok(RequestOutcome::NoJob { last_update: last }),
             StatusCode::CONFLICT => Ok(RequestOutcome::Conflict),
