@@ -516,6 +516,119 @@ fn twenty_queued_jobs_with_concurrency_two_all_complete_once() {
 }
 
 #[test]
+fn a_job_log_over_the_limit_is_cut_with_a_marker_and_the_job_goes_on() {
+    let gl = FakeGitlab::start();
+    let setup = require!(RunnerSetup::new(&gl, 1, ""));
+    let config = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(
+        &setup.config,
+        config.replace(
+            "concurrency = 1\n",
+            "concurrency = 1\noutput_limit = \"64KiB\"\n",
+        ),
+    )
+    .unwrap();
+    // 256 KiB of output, then a line that must not be kept, then success.
+    let id = gl.enqueue(&JobSpec::new("loud").script(&[
+        "i=0; while [ $i -lt 4096 ]; do echo \"line $i: 0123456789012345678901234567890123456789012345678901\"; i=$((i+1)); done",
+        "echo after-the-limit",
+        "touch still-running",
+    ]));
+    let mut daemon = setup.start(&["--max-jobs", "1"]);
+    let job = gl.wait_finished(id, WAIT);
+    assert!(daemon.wait(WAIT).success(), "{}", daemon.log_text());
+    let trace = job.trace_text();
+    assert_eq!(
+        job.state,
+        JobState::Success,
+        "the job goes on past the limit"
+    );
+    assert!(
+        trace.contains("WARNING: the job log reached its limit of 64 KiB"),
+        "{}",
+        &trace[trace.len().saturating_sub(2000)..]
+    );
+    assert!(
+        !trace.contains("after-the-limit"),
+        "output past the limit was kept"
+    );
+    assert!(
+        trace.ends_with("Job succeeded\x1b[0;m\n"),
+        "{}",
+        &trace[trace.len().saturating_sub(500)..]
+    );
+    assert!(
+        job.trace.len() < 64 * 1024 + 8 * 1024,
+        "{} bytes kept",
+        job.trace.len()
+    );
+    assert!(
+        setup
+            .builds_dir
+            .join("main/0/group/project/still-running")
+            .exists()
+    );
+    assert_clean(&gl);
+}
+
+#[test]
+fn the_global_limit_holds_across_instances() {
+    let a = FakeGitlab::start();
+    let b = FakeGitlab::start();
+    let setup = require!(RunnerSetup::new(&a, 2, "concurrent = 1"));
+    let token_b = setup.dir.path().join("b.token");
+    std::fs::write(&token_b, format!("{}\n", b.runner_token())).unwrap();
+    std::fs::set_permissions(
+        &token_b,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    setup.user.give(&token_b).unwrap();
+    let config = std::fs::read_to_string(&setup.config).unwrap();
+    let second = format!(
+        "\n[[gitlab]]\nname = \"second\"\nurl = \"{}\"\ntoken_file = \"{}\"\nconcurrency = 2\ncheck_interval = \"200ms\"\n",
+        b.url(),
+        token_b.display()
+    );
+    std::fs::write(&setup.config, config + &second).unwrap();
+    // `mkdir` is atomic: a job that finds the lock taken ran beside another one.
+    let lock = setup.dir.path().join("one-at-a-time");
+    let script = [
+        format!("mkdir {} || {{ echo OVERLAP; exit 1; }}", lock.display()),
+        "sleep 0.3".to_owned(),
+        format!("rmdir {}", lock.display()),
+    ];
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push((
+            &a,
+            a.enqueue(&JobSpec::new(&format!("a{i}")).script(&script)),
+        ));
+        ids.push((
+            &b,
+            b.enqueue(&JobSpec::new(&format!("b{i}")).script(&script)),
+        ));
+    }
+    let mut daemon = setup.start(&["--max-jobs", "8"]);
+    assert!(
+        daemon.wait(Duration::from_mins(2)).success(),
+        "{}",
+        daemon.log_text()
+    );
+    for (gl, id) in ids {
+        let job = gl.job(id);
+        assert_eq!(
+            job.state,
+            JobState::Success,
+            "job {id} ran beside another one:\n{}",
+            job.trace_text()
+        );
+    }
+    assert_clean(&a);
+    assert_clean(&b);
+}
+
+#[test]
 fn check_config_names_the_key_and_the_fix() {
     let gl = FakeGitlab::start();
     let setup = require!(RunnerSetup::new(&gl, 1, ""));

@@ -70,8 +70,9 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     instances: Mutex<BTreeMap<String, InstanceState>>,
     running: AtomicUsize,
-    /// Jobs taken (reserved before each request when `--max-jobs` is set).
-    taken: AtomicU64,
+    /// With `--max-jobs`: (jobs started, job requests in flight). A request is only made
+    /// while started + in flight stays within the maximum.
+    budget: Mutex<(u64, u64)>,
     finished: AtomicU64,
     max_jobs: Option<u64>,
     draining: std::sync::atomic::AtomicBool,
@@ -112,29 +113,54 @@ impl Shared {
         (usable, body)
     }
 
-    /// Reserves one job of `--max-jobs`; false when all are taken.
-    fn reserve(&self) -> bool {
+    /// Reserves one job request within `--max-jobs`.
+    fn reserve(&self) -> Reserve {
         let Some(max) = self.max_jobs else {
-            return true;
+            return Reserve::Go;
         };
-        if self.taken.fetch_add(1, Ordering::SeqCst) < max {
-            true
+        let mut b = self
+            .budget
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if b.0 >= max {
+            Reserve::Done
+        } else if b.0 + b.1 >= max {
+            Reserve::Wait
         } else {
-            self.taken.fetch_sub(1, Ordering::SeqCst);
-            false
+            b.1 += 1;
+            Reserve::Go
         }
     }
 
-    fn unreserve(&self) {
+    /// A reserved request ended: with a job (`started`) or without.
+    fn settle(&self, started: bool) {
         if self.max_jobs.is_some() {
-            self.taken.fetch_sub(1, Ordering::SeqCst);
+            let mut b = self
+                .budget
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            b.1 = b.1.saturating_sub(1);
+            if started {
+                b.0 += 1;
+            }
         }
+        self.changed.notify_waiters();
     }
 
     fn all_done(&self) -> bool {
         self.max_jobs
             .is_some_and(|m| self.finished.load(Ordering::SeqCst) >= m)
     }
+}
+
+/// What `--max-jobs` allows now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reserve {
+    Go,
+    /// Other requests in flight may use up the budget; ask again when one settles.
+    Wait,
+    /// Every job of the budget has started.
+    Done,
 }
 
 /// The phase of the daemon.
@@ -189,7 +215,7 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
                 .collect(),
         ),
         running: AtomicUsize::new(0),
-        taken: AtomicU64::new(0),
+        budget: Mutex::new((0, 0)),
         finished: AtomicU64::new(0),
         max_jobs: opts.max_jobs,
         draining: std::sync::atomic::AtomicBool::new(false),
@@ -412,13 +438,24 @@ impl Poller {
                 () = draining(&mut phase) => break,
                 p = acquire(&local, &self.global) => p,
             };
-            if !self.shared.reserve() {
-                break;
+            match self.shared.reserve() {
+                Reserve::Go => {}
+                Reserve::Done => break,
+                Reserve::Wait => {
+                    drop(permits);
+                    let settled = self.shared.changed.notified();
+                    tokio::select! {
+                        () = draining(&mut phase) => break,
+                        () = settled => {}
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    continue;
+                }
             }
             let t0 = Instant::now();
             let outcome = tokio::select! {
                 () = draining(&mut phase) => {
-                    self.shared.unreserve();
+                    self.shared.settle(false);
                     break;
                 }
                 r = self.env.client.request_job(&inst.token, &self.env.system_id, last_update.as_deref(), &self.env.info) => r,
@@ -442,6 +479,7 @@ impl Poller {
                     job,
                     last_update: lu,
                 }) => {
+                    self.shared.settle(true);
                     backoff = Duration::from_secs(1);
                     if lu.is_some() {
                         last_update = lu;
@@ -454,7 +492,7 @@ impl Poller {
                     self.spawn_job(*job, slot, slots.clone(), permits);
                 }
                 Ok(RequestOutcome::NoJob { last_update: lu }) => {
-                    self.shared.unreserve();
+                    self.shared.settle(false);
                     drop(permits);
                     backoff = Duration::from_secs(1);
                     if lu.is_some() {
@@ -467,13 +505,13 @@ impl Poller {
                     }
                 }
                 Ok(RequestOutcome::Conflict) => {
-                    self.shared.unreserve();
+                    self.shared.settle(false);
                     drop(permits);
                     tracing::debug!("job taken by another runner (409); asking again");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(ApiError::Forbidden { .. }) => {
-                    self.shared.unreserve();
+                    self.shared.settle(false);
                     tracing::error!(
                         token = %inst.token_source,
                         "GitLab rejected the runner token (403): the runner was deleted or its token reset; this instance takes no more jobs"
@@ -482,7 +520,7 @@ impl Poller {
                     return;
                 }
                 Err(e) => {
-                    self.shared.unreserve();
+                    self.shared.settle(false);
                     drop(permits);
                     let wait = jitter(backoff);
                     tracing::warn!(error = %crate::job::trace::error_chain(&e), retry_in = ?wait, "job request failed");
