@@ -5,7 +5,8 @@
 //! Until `rbuild run` (the sandbox) lands, the daemon's jobs run with the
 //! `unsandboxed-test-shell` executor: the job script runs with `sh` as the test user,
 //! with no sandbox and no image. Switching these tests to the real sandbox is one line:
-//! [`EXECUTOR`].
+//! [`SANDBOX`] = `true` makes every runner use `kind = "rbuild"` with the workspace's
+//! `rbuild` binary and a real registry holding busybox as the default job image.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -17,9 +18,15 @@ use crate::gate::Missing;
 use crate::gitlab::FakeGitlab;
 use crate::user::TestUser;
 
-/// The `[executor]` table of the tests' configuration. With the sandbox, this becomes
-/// `kind = "rbuild"` (and the job specs name an `image:`).
-pub const EXECUTOR: &str = "kind = \"unsandboxed-test-shell\"";
+/// Whether jobs run in the real sandbox (`rbuild run`); `false` until it lands.
+pub const SANDBOX: bool = false;
+
+/// The executor the tests' runners use, as `[executor] kind` names it.
+pub const EXECUTOR: &str = if SANDBOX {
+    "rbuild"
+} else {
+    "unsandboxed-test-shell"
+};
 
 /// A configuration and the directories of one runner.
 #[derive(Debug)]
@@ -31,6 +38,8 @@ pub struct RunnerSetup {
     pub config: PathBuf,
     pub state_dir: PathBuf,
     pub builds_dir: PathBuf,
+    /// With [`SANDBOX`]: the registry serving the default job image.
+    pub registry: Option<crate::Registry>,
 }
 
 impl RunnerSetup {
@@ -59,13 +68,24 @@ impl RunnerSetup {
         let state_dir = dir.path().join("state");
         let builds_dir = dir.path().join("builds");
         let config = dir.path().join("runner.toml");
+        let (executor, default_image, registry) = if SANDBOX {
+            let env = crate::Env::get()?;
+            let (registry, busybox) = crate::registry_with_busybox()?;
+            (
+                format!("kind = \"rbuild\"\nrbuild = \"{}\"", env.rbuild.display()),
+                format!("default_image = \"{busybox}\"\n"),
+                Some(registry),
+            )
+        } else {
+            (format!("kind = \"{EXECUTOR}\""), String::new(), None)
+        };
         let shutdown = if extra.contains("shutdown_timeout") {
             ""
         } else {
             "shutdown_timeout = \"60s\"\n"
         };
         let text = format!(
-            "state_dir = \"{}\"\nbuilds_dir = \"{}\"\n{shutdown}{extra}\n\n[executor]\n{EXECUTOR}\nkill_grace = \"2s\"\n\n[[gitlab]]\nname = \"main\"\nurl = \"{}\"\ntoken_file = \"{}\"\nconcurrency = {concurrency}\ncheck_interval = \"200ms\"\n",
+            "state_dir = \"{}\"\nbuilds_dir = \"{}\"\n{shutdown}{extra}\n\n[executor]\n{executor}\nkill_grace = \"2s\"\n\n[[gitlab]]\nname = \"main\"\nurl = \"{}\"\ntoken_file = \"{}\"\nconcurrency = {concurrency}\ncheck_interval = \"200ms\"\n{default_image}",
             state_dir.display(),
             builds_dir.display(),
             gitlab.url(),
@@ -81,6 +101,7 @@ impl RunnerSetup {
             config,
             state_dir,
             builds_dir,
+            registry,
         })
     }
 

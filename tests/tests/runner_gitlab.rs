@@ -3,12 +3,12 @@
 //! violation. The daemon runs as the unprivileged test user with the test executor
 //! (`rbuild_e2e::runner::EXECUTOR`) until `rbuild run` lands.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rbuild_e2e::gitlab::{FakeGitlab, JobSpec, JobState};
 use rbuild_e2e::require;
-use rbuild_e2e::runner::{RunnerSetup, push_commits};
+use rbuild_e2e::runner::{RunnerSetup, SANDBOX, push_commits};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_mins(1);
@@ -33,9 +33,44 @@ fn state_records(setup: &RunnerSetup) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn alive(pid: &str) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
-    !stat.is_empty() && !stat.contains(") Z ")
+/// A job command that proves the job's script is alive: it rewrites a file under the
+/// job's builds directory every 0.2 s. Works in the sandbox and with the test executor.
+fn heartbeat(name: &str) -> String {
+    format!("while true; do date > \"$CI_BUILDS_DIR/{name}\"; sleep 0.2; done")
+}
+
+/// The heartbeat file `name` of any slot of instance `main`, once it exists.
+fn heartbeat_file(setup: &RunnerSetup, name: &str) -> PathBuf {
+    let t = Instant::now();
+    loop {
+        let found = std::fs::read_dir(setup.builds_dir.join("main"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|slot| slot.path().join(name))
+            .find(|p| p.exists());
+        if let Some(p) = found {
+            return p;
+        }
+        assert!(t.elapsed() < WAIT, "no heartbeat `{name}` appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether the heartbeat file changes within a second.
+fn beating(path: &Path) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let before = modified(path);
+    std::thread::sleep(Duration::from_millis(1200));
+    modified(path) != before
+}
+
+/// Waits until the heartbeat stops (the script was killed), or fails after `within`.
+fn wait_stopped(path: &Path, within: Duration, what: &str) {
+    let t = Instant::now();
+    while beating(path) {
+        assert!(t.elapsed() < within, "{what}: the job's script still runs");
+    }
 }
 
 #[test]
@@ -98,7 +133,6 @@ fn script_failure_reports_the_exit_code_and_the_full_masked_trace() {
         "ERROR: Job failed: exit code 3",
         "`services:` are not supported by rbuild-runner; this job runs without `postgres:15`",
         "`cache:` is not supported by rbuild-runner",
-        "unsandboxed-test-shell",
     ] {
         assert!(
             trace.contains(expected),
@@ -106,6 +140,11 @@ fn script_failure_reports_the_exit_code_and_the_full_masked_trace() {
         );
     }
     assert!(!trace.contains("never"), "{trace}");
+    assert_eq!(
+        trace.contains("the `unsandboxed-test-shell` executor"),
+        !SANDBOX,
+        "{trace}"
+    );
     for section in [
         "prepare_executor",
         "get_sources",
@@ -158,8 +197,8 @@ fn a_job_gets_its_sources_at_the_sha_and_uploads_artifacts_and_code_quality() {
         &JobSpec::new("build")
             .git(&url, &shas[1], &refspecs, 1)
             .script(&[
-                "test \"$(git rev-parse HEAD)\" = \"$CI_COMMIT_SHA\"",
-                "echo \"version $(cat v), shallow $(git rev-parse --is-shallow-repository)\"",
+                "test -f app/Dockerfile",
+                "echo \"version $(cat v), shallow $(test -f .git/shallow && echo true)\"",
                 "mkdir -p out/sub && echo a > out/a.txt && echo b > out/sub/b.log && echo c > out/sub/c.txt",
                 &format!("echo '{diag}' > \"$RBUILD_DIAGNOSTICS_DIR/build-1.json\""),
                 "echo '[{\"description\":\"own\",\"check_name\":\"lint\",\"fingerprint\":\"x1\",\"severity\":\"minor\",\"location\":{\"path\":\"v\",\"lines\":{\"begin\":1}}}]' > gl-code-quality-report.json",
@@ -214,7 +253,6 @@ fn a_job_gets_its_sources_at_the_sha_and_uploads_artifacts_and_code_quality() {
 fn graceful_cancel_runs_after_script_and_hard_cancel_stops_at_once() {
     let gl = FakeGitlab::start();
     let setup = require!(RunnerSetup::new(&gl, 2, ""));
-    let pidfile = setup.dir.path().join("hard.pid");
     let graceful = gl.enqueue(
         &JobSpec::new("graceful")
             .script(&["echo started", "while true; do echo tick; sleep 0.2; done"])
@@ -222,11 +260,7 @@ fn graceful_cancel_runs_after_script_and_hard_cancel_stops_at_once() {
     );
     let hard = gl.enqueue(
         &JobSpec::new("hard")
-            .script(&[
-                &format!("echo $$ > {}", pidfile.display()),
-                "echo started",
-                "sleep 600",
-            ])
+            .script(&["echo started", &heartbeat("hard.beat")])
             .after_script(&["echo after_script must not run"], 30),
     );
     let mut daemon = setup.start(&["--max-jobs", "2"]);
@@ -243,17 +277,11 @@ fn graceful_cancel_runs_after_script_and_hard_cancel_stops_at_once() {
     assert!(trace.contains("Job failed: canceled"), "{trace}");
     assert_eq!(job.final_updates, 1);
 
-    let pid = std::fs::read_to_string(&pidfile).unwrap();
-    assert!(alive(&pid));
+    let beat = heartbeat_file(&setup, "hard.beat");
+    assert!(beating(&beat));
     let t = Instant::now();
     gl.cancel_hard(hard);
-    while alive(&pid) {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "the hard-canceled job's script still runs"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_stopped(&beat, Duration::from_secs(20), "hard cancel");
     eprintln!("hard cancel stopped the script in {:?}", t.elapsed());
     assert!(daemon.wait(WAIT).success(), "{}", daemon.log_text());
     let job = gl.job(hard);
@@ -332,10 +360,10 @@ fn trace_range_mismatch_416_is_recovered_and_the_checksum_holds() {
 fn sigterm_drains_running_jobs_and_takes_no_new_ones() {
     let gl = FakeGitlab::start();
     let setup = require!(RunnerSetup::new(&gl, 1, ""));
-    let go = setup.dir.path().join("go");
+    let go = setup.builds_dir.join("main/0/go");
     let running = gl.enqueue(&JobSpec::new("running").script(&[
         "echo started",
-        &format!("while [ ! -e {} ]; do sleep 0.1; done", go.display()),
+        "while [ ! -e \"$CI_BUILDS_DIR/go\" ]; do sleep 0.1; done",
         "echo finished",
     ]));
     let mut daemon = setup.start(&[]);
@@ -373,14 +401,9 @@ fn sigterm_drains_running_jobs_and_takes_no_new_ones() {
 fn a_drain_deadline_aborts_running_jobs_as_system_failures() {
     let gl = FakeGitlab::start();
     let setup = require!(RunnerSetup::new(&gl, 1, "shutdown_timeout = \"2s\""));
-    let pidfile = setup.dir.path().join("job.pid");
     let id = gl.enqueue(
         &JobSpec::new("endless")
-            .script(&[
-                &format!("echo $$ > {}", pidfile.display()),
-                "echo started",
-                "sleep 600",
-            ])
+            .script(&["echo started", &heartbeat("endless.beat")])
             .after_script(&["echo after_script must not run"], 30),
     );
     let mut daemon = setup.start(&[]);
@@ -393,9 +416,10 @@ fn a_drain_deadline_aborts_running_jobs_as_system_failures() {
     assert_eq!(job.failure_reason.as_deref(), Some("runner_system_failure"));
     assert!(trace.contains("the runner was stopped"), "{trace}");
     assert!(!trace.contains("after_script must not run"), "{trace}");
-    assert!(
-        !alive(&std::fs::read_to_string(&pidfile).unwrap()),
-        "the aborted job's script still runs"
+    wait_stopped(
+        &heartbeat_file(&setup, "endless.beat"),
+        Duration::from_secs(5),
+        "drain deadline",
     );
     assert!(
         daemon.log_text().contains("drain deadline passed"),
@@ -409,25 +433,22 @@ fn a_drain_deadline_aborts_running_jobs_as_system_failures() {
 fn kill_9_and_restart_report_the_running_job_failed_and_stop_its_leftovers() {
     let gl = FakeGitlab::start();
     let setup = require!(RunnerSetup::new(&gl, 1, ""));
-    let pidfile = setup.dir.path().join("job.pid");
     let id = gl.enqueue(
         &JobSpec::new("orphaned")
             .masked("SECRET_TOKEN", "s3cr3t-s3cr3t-s3cr3t")
             .file_variable("CREDS", "credentials-in-a-file")
             .script(&[
-                &format!("echo $$ > {}", pidfile.display()),
                 "echo \"started with $SECRET_TOKEN\"",
-                "while true; do sleep 0.2; done",
+                &heartbeat("orphan.beat"),
             ]),
     );
     let mut daemon = setup.start(&[]);
     gl.wait_trace(id, "started with [MASKED]", WAIT);
-    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    let beat = heartbeat_file(&setup, "orphan.beat");
     daemon.signal("KILL");
     daemon.wait(WAIT);
-    std::thread::sleep(Duration::from_millis(500));
     assert!(
-        alive(&pid),
+        beating(&beat),
         "the script should outlive a kill -9 of the daemon (nothing killed it yet)"
     );
     assert_eq!(gl.job(id).state, JobState::Running);
@@ -449,14 +470,7 @@ fn kill_9_and_restart_report_the_running_job_failed_and_stop_its_leftovers() {
         "{trace}"
     );
     assert!(!trace.contains("s3cr3t-s3cr3t-s3cr3t"), "{trace}");
-    let t = Instant::now();
-    while alive(&pid) {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "the orphaned script still runs after recovery"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_stopped(&beat, Duration::from_secs(10), "recovery");
     assert!(
         state_records(&setup).is_empty(),
         "{:?}",
@@ -591,22 +605,15 @@ fn the_global_limit_holds_across_instances() {
         token_b.display()
     );
     std::fs::write(&setup.config, config + &second).unwrap();
-    // `mkdir` is atomic: a job that finds the lock taken ran beside another one.
-    let lock = setup.dir.path().join("one-at-a-time");
-    let script = [
-        format!("mkdir {} || {{ echo OVERLAP; exit 1; }}", lock.display()),
-        "sleep 0.3".to_owned(),
-        format!("rmdir {}", lock.display()),
-    ];
     let mut ids = Vec::new();
     for i in 0..4 {
         ids.push((
             &a,
-            a.enqueue(&JobSpec::new(&format!("a{i}")).script(&script)),
+            a.enqueue(&JobSpec::new(&format!("a{i}")).script(&["sleep 0.3"])),
         ));
         ids.push((
             &b,
-            b.enqueue(&JobSpec::new(&format!("b{i}")).script(&script)),
+            b.enqueue(&JobSpec::new(&format!("b{i}")).script(&["sleep 0.3"])),
         ));
     }
     let mut daemon = setup.start(&["--max-jobs", "8"]);
@@ -615,13 +622,28 @@ fn the_global_limit_holds_across_instances() {
         "{}",
         daemon.log_text()
     );
-    for (gl, id) in ids {
-        let job = gl.job(id);
-        assert_eq!(
-            job.state,
-            JobState::Success,
-            "job {id} ran beside another one:\n{}",
-            job.trace_text()
+    // Each job is live on its GitLab from hand-out to its accepted final update; the runner
+    // frees its slot only after that, so under `concurrent = 1` no two intervals overlap,
+    // across both GitLabs.
+    let mut spans: Vec<(Instant, Instant, String)> = ids
+        .iter()
+        .map(|(gl, id)| {
+            let job = gl.job(*id);
+            assert_eq!(job.state, JobState::Success, "{}", job.trace_text());
+            (
+                job.picked_at.unwrap(),
+                job.finished_at.unwrap(),
+                format!("{}#{id}", gl.url()),
+            )
+        })
+        .collect();
+    spans.sort();
+    for w in spans.windows(2) {
+        assert!(
+            w[1].0 >= w[0].1,
+            "{} started before {} finished",
+            w[1].2,
+            w[0].2
         );
     }
     assert_clean(&a);
