@@ -79,7 +79,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run(&args),
         Command::CheckConfig(args) => check_config(&args),
         Command::Report(Report::Github { .. }) => Err(Failure::new(
-            Exit::Usage,
+            Exit::Bug,
             "`rbuild-runner report github` is not implemented yet",
         )
         .hint("this is a development snapshot; the GitHub side of the runner is a separate issue")

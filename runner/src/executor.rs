@@ -153,10 +153,23 @@ impl Executor {
     pub fn command(&self, layout: &Layout, step: &StepSpec<'_>) -> Command {
         let argv = self.argv(layout, step);
         let mut cmd = Command::new(&argv[0]);
+        scrub(&mut cmd);
         cmd.args(&argv[1..])
             .envs(step.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&layout.slot_host);
         cmd
+    }
+}
+
+/// Removes the daemon's own `RBUILD_RUNNER_*` variables (configuration overrides, runner
+/// tokens) from a child's environment: jobs never see them.
+pub fn scrub(cmd: &mut Command) {
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy()
+            .starts_with(crate::envvars::CONFIG_PREFIX)
+        {
+            cmd.env_remove(k);
+        }
     }
 }
 

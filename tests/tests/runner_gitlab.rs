@@ -94,6 +94,7 @@ fn script_failure_reports_the_exit_code_and_the_full_masked_trace() {
                 "echo \"token: glpat-AbCdEf0123456789xyz and job token $CI_JOB_TOKEN\"",
                 "echo \"file: $(cat \"$KUBECONFIG\") at $KUBECONFIG\"",
                 "echo \"dir: $CI_PROJECT_DIR builds: $CI_BUILDS_DIR server: $CI_SERVER\"",
+                "env | grep '^RBUILD_RUNNER_' || echo no-runner-variables",
                 "exit 3",
                 "echo never",
             ])
@@ -128,6 +129,7 @@ fn script_failure_reports_the_exit_code_and_the_full_masked_trace() {
         "file: kube-config-content at ",
         "/KUBECONFIG",
         "server: yes",
+        "\nno-runner-variables\n",
         "\x1b[32;1m$ exit 3\x1b[0;m",
         "after_script: failed",
         "ERROR: Job failed: exit code 3",

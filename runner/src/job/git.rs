@@ -245,6 +245,7 @@ impl Git<'_> {
         interrupts: &mut watch::Receiver<Option<Interrupt>>,
     ) -> Result<(), SourceError> {
         let mut cmd = Command::new("git");
+        executor::scrub(&mut cmd);
         cmd.args(args)
             .current_dir(self.dir)
             .env("GIT_TERMINAL_PROMPT", "0")

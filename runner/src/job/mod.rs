@@ -189,19 +189,15 @@ pub async fn run(env: &JobEnv, job: Job, slot: usize, stop: watch::Receiver<bool
         &paths.files,
         &layout.inside(&paths.files),
     );
-    let masker = Masker::new(
-        &vars::masked_values(&job, &vars),
-        &job.features.token_mask_prefixes,
-    );
+    let mut secrets = vars::masked_values(&job, &vars);
+    secrets.push(inst.token.expose().to_owned());
+    let masker = Masker::new(&secrets, &job.features.token_mask_prefixes);
     let trace_path = env.state.trace_path(&inst.name, job.id);
     let log = match JobLog::new(masker, inst.output_limit, Some(trace_path)) {
         Ok(log) => log,
         Err(e) => {
             tracing::warn!(error = %e, "cannot mirror the job log to the state directory; crash recovery will not have it");
-            let masker = Masker::new(
-                &vars::masked_values(&job, &vars),
-                &job.features.token_mask_prefixes,
-            );
+            let masker = Masker::new(&secrets, &job.features.token_mask_prefixes);
             JobLog::new(masker, inst.output_limit, None)
                 .expect("a log without a mirror opens no file")
         }
