@@ -208,6 +208,7 @@ pub struct JobSpec {
     git: Option<(String, String, Vec<String>, u32)>,
     failure_reasons: Vec<String>,
     token_mask_prefixes: Vec<String>,
+    dependencies: Vec<i64>,
 }
 
 impl JobSpec {
@@ -227,7 +228,16 @@ impl JobSpec {
             git: None,
             failure_reasons: FAILURE_REASONS.iter().map(|s| (*s).to_owned()).collect(),
             token_mask_prefixes: vec!["glpat-".to_owned(), "glrt-".to_owned(), "gldt-".to_owned()],
+            dependencies: Vec::new(),
         }
+    }
+
+    /// Depends on an earlier job of this fake (`dependencies:`/`needs:`): the payload
+    /// names its token and its archive, as GitLab does.
+    #[must_use]
+    pub fn dependency(mut self, job_id: i64) -> Self {
+        self.dependencies.push(job_id);
+        self
     }
 
     #[must_use]
@@ -328,7 +338,7 @@ impl JobSpec {
         self
     }
 
-    fn payload(&self, id: i64, token: &str, base: &str) -> Value {
+    fn payload(&self, id: i64, token: &str, base: &str, dependencies: &[Value]) -> Value {
         let (repo_url, sha, refspecs, depth) = match &self.git {
             Some((url, sha, refspecs, depth)) => {
                 let with_token =
@@ -390,7 +400,7 @@ impl JobSpec {
             "artifacts": self.artifacts,
             "cache": self.cache,
             "credentials": [{"type": "registry", "url": "registry.example.com", "username": "gitlab-ci-token", "password": token}],
-            "dependencies": [],
+            "dependencies": dependencies,
             "features": {
                 "trace_sections": true,
                 "token_mask_prefixes": self.token_mask_prefixes,
@@ -482,7 +492,7 @@ impl FakeGitlab {
             .route("/api/v4/jobs/request", post(request))
             .route("/api/v4/jobs/{id}/trace", patch(trace))
             .route("/api/v4/jobs/{id}", put(update))
-            .route("/api/v4/jobs/{id}/artifacts", post(artifacts))
+            .route("/api/v4/jobs/{id}/artifacts", post(artifacts).get(download))
             .fallback(git)
             .with_state(shared.clone());
         let listener = rt
@@ -533,7 +543,16 @@ impl FakeGitlab {
         let id = g.next_id;
         g.next_id += 1;
         let token = format!("glcbt-{}", random_hex(20));
-        let payload = spec.payload(id, &token, &self.url());
+        let dependencies: Vec<Value> = spec
+            .dependencies
+            .iter()
+            .map(|d| {
+                let dep = g.jobs.get(d).expect("a dependency this fake queued before");
+                let file = dep.upload("archive").map(|u| json!({"filename": u.filename, "size": u.data.len()}));
+                json!({"id": d, "token": dep.token, "name": format!("job-{d}"), "artifacts_file": file})
+            })
+            .collect();
+        let payload = spec.payload(id, &token, &self.url(), &dependencies);
         g.jobs.insert(
             id,
             Job {
@@ -1274,6 +1293,28 @@ async fn artifacts(
         .into_response()
 }
 
+/// `GET jobs/:id/artifacts`: the job's archive, for a dependent job holding this job's token.
+async fn download(
+    AxState(shared): AxState<Shared>,
+    UrlPath(id): UrlPath<i64>,
+    headers: HeaderMap,
+) -> Response {
+    let mut g = lock(&shared);
+    let job = match job_call(&mut g, "artifacts download", id, &headers) {
+        Ok(j) => j,
+        Err(code) => return status(code),
+    };
+    match job.upload("archive") {
+        Some(u) => (
+            StatusCode::OK,
+            [("content-type", "application/zip")],
+            u.data.clone(),
+        )
+            .into_response(),
+        None => status(StatusCode::NOT_FOUND),
+    }
+}
+
 /// Problems of a Code Quality report against the documented format.
 pub fn check_codequality(bytes: &[u8]) -> Vec<String> {
     if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
@@ -1451,7 +1492,7 @@ mod tests {
         let p = JobSpec::new("build")
             .masked("SECRET", "s3cr3t-value")
             .after_script(&["echo done"], 60)
-            .payload(7, "glcbt-x", "http://127.0.0.1:1");
+            .payload(7, "glcbt-x", "http://127.0.0.1:1", &[]);
         assert_eq!(p["id"], 7);
         assert_eq!(p["steps"][0]["name"], "script");
         assert_eq!(p["steps"][1]["name"], "after_script");

@@ -252,6 +252,36 @@ fn a_job_gets_its_sources_at_the_sha_and_uploads_artifacts_and_code_quality() {
 }
 
 #[test]
+fn a_job_gets_the_artifacts_of_the_jobs_it_depends_on() {
+    let gl = FakeGitlab::start();
+    let setup = require!(RunnerSetup::new(&gl, 1, ""));
+    let build = gl.enqueue(
+        &JobSpec::new("build")
+            .script(&["mkdir -p dist && echo built-binary > dist/app && chmod 755 dist/app"])
+            .artifact(json!({"name": "", "untracked": false, "paths": ["dist/"], "when": "on_success", "artifact_type": "archive", "artifact_format": "zip", "expire_in": "1 day"})),
+    );
+    let mut daemon = setup.start(&["--max-jobs", "1"]);
+    assert_eq!(gl.wait_finished(build, WAIT).state, JobState::Success);
+    assert!(daemon.wait(WAIT).success(), "{}", daemon.log_text());
+    // Another project directory, so the file can only come from the download.
+    let test = gl.enqueue(
+        &JobSpec::new("test")
+            .project("group/tests")
+            .dependency(build)
+            .script(&["test -x dist/app", "echo \"got $(cat dist/app)\""]),
+    );
+    let mut daemon = setup.start(&["--max-jobs", "1"]);
+    let job = gl.wait_finished(test, WAIT);
+    assert!(daemon.wait(WAIT).success(), "{}", daemon.log_text());
+    let trace = job.trace_text();
+    assert_eq!(job.state, JobState::Success, "{trace}");
+    assert!(trace.contains("Downloading artifacts for job-"), "{trace}");
+    assert!(trace.contains("got built-binary"), "{trace}");
+    assert!(!trace.contains(&gl.job_token(build)), "{trace}");
+    assert_clean(&gl);
+}
+
+#[test]
 fn graceful_cancel_runs_after_script_and_hard_cancel_stops_at_once() {
     let gl = FakeGitlab::start();
     let setup = require!(RunnerSetup::new(&gl, 2, ""));

@@ -299,6 +299,90 @@ pub fn prepare(
     Ok(uploads)
 }
 
+/// Extracts a dependency's artifacts archive into `dest` (the project directory). Entry
+/// names that would leave `dest` (absolute, `..`) and entries under a symlink are skipped
+/// and named in `warnings`; existing files are replaced, never written through. Returns
+/// how many files and links were written.
+pub fn extract_zip(
+    archive: &Path,
+    dest: &Path,
+    warnings: &mut Vec<String>,
+) -> std::io::Result<usize> {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fs_err::File::open(archive)?;
+    let mut zip =
+        zip::ZipArchive::new(std::io::BufReader::new(f)).map_err(std::io::Error::other)?;
+    let mut written = 0;
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).map_err(std::io::Error::other)?;
+        let Some(rel) = entry.enclosed_name() else {
+            let name = entry
+                .name()
+                .map(std::borrow::Cow::into_owned)
+                .unwrap_or_default();
+            warnings.push(format!(
+                "`{name}` would leave the project directory; skipped"
+            ));
+            continue;
+        };
+        // Never write through a symlink: every existing ancestor must be a real directory.
+        let mut cur = dest.to_owned();
+        let mut blocked = false;
+        let parents: Vec<_> = rel
+            .parent()
+            .map(|p| p.components().collect())
+            .unwrap_or_default();
+        for c in parents {
+            cur.push(c);
+            match std::fs::symlink_metadata(&cur) {
+                Ok(m) if m.file_type().is_symlink() || !m.is_dir() => {
+                    blocked = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => fs_err::create_dir(&cur)?,
+            }
+        }
+        if blocked {
+            warnings.push(format!(
+                "`{}` is under a symlink or a file; skipped",
+                rel.display()
+            ));
+            continue;
+        }
+        let target = dest.join(&rel);
+        if entry.is_dir() {
+            match std::fs::symlink_metadata(&target) {
+                Ok(m) if m.is_dir() && !m.file_type().is_symlink() => {}
+                Ok(_) => {
+                    fs_err::remove_file(&target)?;
+                    fs_err::create_dir(&target)?;
+                }
+                Err(_) => fs_err::create_dir(&target)?,
+            }
+            continue;
+        }
+        match std::fs::symlink_metadata(&target) {
+            Ok(m) if m.is_dir() && !m.file_type().is_symlink() => fs_err::remove_dir_all(&target)?,
+            Ok(_) => fs_err::remove_file(&target)?,
+            Err(_) => {}
+        }
+        if entry.is_symlink() {
+            let mut link = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut link)?;
+            std::os::unix::fs::symlink(&link, &target)?;
+        } else {
+            let mut out = fs_err::File::create(&target)?;
+            std::io::copy(&mut entry, &mut out)?;
+            if let Some(mode) = entry.unix_mode() {
+                fs_err::set_permissions(&target, std::fs::Permissions::from_mode(mode & 0o777))?;
+            }
+        }
+        written += 1;
+    }
+    Ok(written)
+}
+
 /// One Code Quality JSON array: the job's own report entries, then ours.
 fn merge_codequality(
     parts: &[Vec<u8>],
@@ -406,6 +490,58 @@ mod tests {
             .unwrap();
         assert_eq!(s, "out/sub/c.bin");
         assert!(z.by_name("out/link").unwrap().is_symlink());
+    }
+
+    #[test]
+    fn extraction_stays_inside_and_never_writes_through_links() {
+        let src = project();
+        let out = tempfile::tempdir().unwrap();
+        let mut warnings = Vec::new();
+        let ups = prepare(
+            src.path(),
+            out.path(),
+            &[entry(&["out", "top.txt"], &[])],
+            true,
+            &[],
+            &mut warnings,
+        )
+        .unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        std::fs::write(dest.path().join("top.txt"), "old").unwrap();
+        let count = extract_zip(&ups[0].file, dest.path(), &mut warnings).unwrap();
+        assert_eq!(count, 5, "{warnings:?}");
+        assert_eq!(
+            std::fs::read_to_string(dest.path().join("top.txt")).unwrap(),
+            "top.txt"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dest.path().join("out/sub/c.bin")).unwrap(),
+            "out/sub/c.bin"
+        );
+        assert_eq!(
+            std::fs::read_link(dest.path().join("out/link")).unwrap(),
+            Path::new("/etc/passwd")
+        );
+
+        // A hostile archive: `../escape`, and a file under a link that points outside.
+        let evil = out.path().join("evil.zip");
+        let mut writer = zip::ZipWriter::new(std::fs::File::create(&evil).unwrap());
+        let opts = zip::write::SimpleFileOptions::default();
+        writer.add_symlink("dir", "/tmp", opts).unwrap();
+        writer.start_file("dir/owned", opts).unwrap();
+        std::io::Write::write_all(&mut writer, b"x").unwrap();
+        writer.start_file("../escape", opts).unwrap();
+        std::io::Write::write_all(&mut writer, b"x").unwrap();
+        writer.finish().unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let mut warnings = Vec::new();
+        assert_eq!(extract_zip(&evil, dest.path(), &mut warnings).unwrap(), 1);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            !Path::new("/tmp/owned").exists()
+                || std::fs::read_to_string("/tmp/owned").unwrap() != "x"
+        );
+        assert!(!dest.path().parent().unwrap().join("escape").exists());
     }
 
     #[test]

@@ -72,6 +72,8 @@ pub enum Failure {
     ImagePull(String),
     /// The runner or the host failed (sources, sandbox creation, uploads).
     System(String),
+    /// The artifacts of a job this one depends on could not be had.
+    Dependency(String),
     /// GitLab asked for a graceful cancel.
     Canceled,
     /// The job is gone on GitLab (canceled hard, removed): nothing more is reported.
@@ -88,6 +90,7 @@ impl Failure {
             Failure::Timeout(_) => Some("job_execution_timeout"),
             Failure::ImagePull(_) => Some("image_pull_failure"),
             Failure::System(_) | Failure::Stopped => Some("runner_system_failure"),
+            Failure::Dependency(_) => Some("missing_dependency_failure"),
             Failure::Canceled | Failure::Gone(_) => None,
         }
     }
@@ -102,6 +105,7 @@ impl Failure {
             ),
             Failure::ImagePull(m) => format!("Job failed (image pull failure): {m}"),
             Failure::System(m) => format!("Job failed (system failure): {m}"),
+            Failure::Dependency(m) => format!("Job failed (missing dependency): {m}"),
             Failure::Canceled => "Job failed: canceled".to_owned(),
             Failure::Gone(s) => format!("Job stopped: GitLab reports the job as {s}"),
             Failure::Stopped => "Job failed (system failure): the runner was stopped and could not wait for the job to finish".to_owned(),
@@ -515,9 +519,6 @@ impl Run<'_> {
         {
             log.warning("`secrets:` (external secret providers) are not supported by rbuild-runner; those variables are not set");
         }
-        if !job.dependencies.is_empty() {
-            log.warning("downloading artifacts of earlier jobs (`dependencies:`/`needs:`) is not supported yet by rbuild-runner");
-        }
         if !self.vars.skipped.is_empty() {
             log.warning(&format!(
                 "variables {} are not shell names and are left out of the job's environment",
@@ -612,6 +613,14 @@ impl Run<'_> {
             }
         }
 
+        // Artifacts of the jobs this one depends on.
+        if job.dependencies.iter().any(|d| d.artifacts_file.is_some()) {
+            log.section_start("download_artifacts", "Downloading artifacts", false);
+            let got = self.download_dependencies().await;
+            log.section_end("download_artifacts");
+            got?;
+        }
+
         // Environment, file variables and credentials.
         log.section_start("prepare_script", "Preparing environment", true);
         let written = self.write_environment();
@@ -654,6 +663,62 @@ impl Run<'_> {
             }
         }
         failure.map_or(Ok(()), Err)
+    }
+
+    /// Downloads and extracts the artifacts of the jobs this one depends on.
+    async fn download_dependencies(&self) -> Result<(), Failure> {
+        for dep in self
+            .job
+            .dependencies
+            .iter()
+            .filter(|d| d.artifacts_file.is_some())
+        {
+            self.log.message(&format!(
+                "Downloading artifacts for {} ({})...",
+                dep.name, dep.id
+            ));
+            let zip = self.paths.tmp.join(format!("dependency-{}.zip", dep.id));
+            let size = self
+                .env
+                .client
+                .download_artifacts(dep.id, &dep.token, &zip)
+                .await
+                .map_err(|e| {
+                    Failure::Dependency(format!(
+                        "cannot download the artifacts of `{}` ({}): {}",
+                        dep.name,
+                        dep.id,
+                        trace::error_chain(&e)
+                    ))
+                })?;
+            let project = self.paths.project.clone();
+            let zip2 = zip.clone();
+            let extracted = tokio::task::spawn_blocking(move || {
+                let mut warnings = Vec::new();
+                let r = artifacts::extract_zip(&zip2, &project, &mut warnings);
+                (r, warnings)
+            })
+            .await;
+            let _ = fs_err::remove_file(&zip);
+            let (n, warnings) = match extracted {
+                Ok((Ok(n), w)) => (n, w),
+                Ok((Err(e), _)) => {
+                    return Err(Failure::Dependency(format!(
+                        "cannot extract the artifacts of `{}` ({}): {e}",
+                        dep.name, dep.id
+                    )));
+                }
+                Err(e) => return Err(Failure::System(format!("cannot extract artifacts: {e}"))),
+            };
+            for w in warnings {
+                self.log.warning(&w);
+            }
+            self.log.message(&format!(
+                "Downloaded artifacts for {} ({n} entries, {size} bytes)",
+                dep.name
+            ));
+        }
+        Ok(())
     }
 
     /// Writes the environment file, file-type variables and registry credentials.

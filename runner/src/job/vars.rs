@@ -139,7 +139,7 @@ pub fn expand(value: &str, vars: &BTreeMap<String, String>) -> String {
 }
 
 /// Every value the log must hide: masked variables (as sent and as expanded), the job
-/// token, and registry passwords.
+/// token, the tokens of the jobs it depends on, and registry passwords.
 pub fn masked_values(job: &Job, vars: &Vars) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for v in job.variables.iter().filter(|v| v.masked) {
@@ -152,6 +152,7 @@ pub fn masked_values(job: &Job, vars: &Vars) -> Vec<String> {
         }
     }
     out.push(job.token.expose().to_owned());
+    out.extend(job.dependencies.iter().map(|d| d.token.expose().to_owned()));
     out.extend(
         job.credentials
             .iter()

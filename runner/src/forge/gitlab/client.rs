@@ -49,7 +49,7 @@ pub enum ApiError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("cannot read `{}` to upload it", path.display())]
+    #[error("cannot use `{}`", path.display())]
     File {
         path: std::path::PathBuf,
         #[source]
@@ -454,6 +454,55 @@ impl Client {
             StatusCode::FORBIDDEN => Err(ApiError::Forbidden { what: WHAT, url }),
             s => Err(status_error(WHAT, url, s, resp).await),
         }
+    }
+}
+
+impl Client {
+    /// `GET jobs/:id/artifacts` with the dependency's token: streams the archive to `dest`.
+    pub async fn download_artifacts(
+        &self,
+        job_id: i64,
+        job_token: &Secret,
+        dest: &Path,
+    ) -> Result<u64, ApiError> {
+        use tokio::io::AsyncWriteExt as _;
+        const WHAT: &str = "an artifacts download";
+        let url = self.url(&format!("jobs/{job_id}/artifacts"));
+        let mut resp = self
+            .http
+            .get(&url)
+            .header("X-Request-Id", request_id())
+            .header("JOB-TOKEN", job_token.expose())
+            .send()
+            .await
+            .map_err(|source| ApiError::Send {
+                what: WHAT,
+                url: url.clone(),
+                source,
+            })?;
+        match resp.status() {
+            StatusCode::OK => {}
+            StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => {
+                return Err(ApiError::Forbidden { what: WHAT, url });
+            }
+            s => return Err(status_error(WHAT, url, s, resp).await),
+        }
+        let file_err = |source| ApiError::File {
+            path: dest.to_owned(),
+            source,
+        };
+        let mut f = tokio::fs::File::create(dest).await.map_err(file_err)?;
+        let mut n = 0u64;
+        while let Some(chunk) = resp.chunk().await.map_err(|source| ApiError::Send {
+            what: WHAT,
+            url: url.clone(),
+            source,
+        })? {
+            f.write_all(&chunk).await.map_err(file_err)?;
+            n += chunk.len() as u64;
+        }
+        f.flush().await.map_err(file_err)?;
+        Ok(n)
     }
 }
 

@@ -320,8 +320,22 @@ pub struct Credential {
 pub struct Dependency {
     #[serde(default, deserialize_with = "null_default")]
     pub id: i64,
+    /// The dependency's own job token: it authorizes downloading its artifacts.
+    #[serde(default, deserialize_with = "null_default")]
+    pub token: Secret,
     #[serde(default, deserialize_with = "null_default")]
     pub name: String,
+    /// The archive to download; none when the job uploaded no archive.
+    #[serde(default)]
+    pub artifacts_file: Option<ArtifactsFile>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct ArtifactsFile {
+    #[serde(default, deserialize_with = "null_default")]
+    pub filename: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub size: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
