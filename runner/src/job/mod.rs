@@ -387,6 +387,25 @@ async fn watch_interrupts(
     }
 }
 
+/// Classifies an executor that ended (with `code`, described as `status`) before the job's
+/// script started: `rbuild run`'s exit codes (DESIGN.md) say why.
+fn not_started(kind: ExecutorKind, code: Option<i32>, status: &str, image: &str) -> Failure {
+    match (kind, code) {
+        // 4: registry or network.
+        (ExecutorKind::Rbuild, Some(4)) => Failure::ImagePull(format!(
+            "`rbuild run` could not pull `{image}` (exit code 4); its error is above"
+        )),
+        // 3: host or environment (no user namespaces, no subuid range, no qemu).
+        (ExecutorKind::Rbuild, Some(3)) => Failure::System(
+            "`rbuild run` could not create the job's sandbox on this host (exit code 3); its error is above".to_owned(),
+        ),
+        (ExecutorKind::Rbuild, Some(code)) => Failure::System(format!(
+            "`rbuild run` failed before the job's script started (exit code {code}); its error is above"
+        )),
+        (_, _) => Failure::System(format!("the job's script did not start ({status})")),
+    }
+}
+
 /// The runner's predefined variables.
 fn predefined(env: &JobEnv, slot: usize, layout: &Layout, paths: &Paths) -> Vec<(String, String)> {
     let s = |p: &Path| p.to_string_lossy().into_owned();
@@ -876,20 +895,13 @@ impl Run<'_> {
 
     /// Classifies an executor that ended before the script started.
     fn not_started(&self, exit: std::process::ExitStatus) -> Failure {
-        match (self.env.executor.kind(), exit.code()) {
-            // rbuild's exit code 4: registry or network (DESIGN.md).
-            (ExecutorKind::Rbuild, Some(4)) => Failure::ImagePull(format!(
-                "`rbuild run` could not pull `{}` (exit code 4); its error is above",
-                self.image().map(|(n, _)| n).unwrap_or_default()
-            )),
-            (ExecutorKind::Rbuild, Some(3)) => Failure::System(
-                "`rbuild run` could not create the job's sandbox on this host (exit code 3); its error is above".to_owned(),
-            ),
-            (ExecutorKind::Rbuild, Some(code)) => Failure::System(format!(
-                "`rbuild run` failed before the job's script started (exit code {code}); its error is above"
-            )),
-            (_, _) => Failure::System(format!("the job's script did not start ({exit})")),
-        }
+        let image = self.image().map(|(n, _)| n).unwrap_or_default();
+        not_started(
+            self.env.executor.kind(),
+            exit.code(),
+            &exit.to_string(),
+            &image,
+        )
     }
 
     async fn after_script(&mut self, step: &Step, status: &str) {
@@ -1071,6 +1083,30 @@ mod tests {
         assert_eq!(
             Failure::Timeout(Duration::from_secs(90)).log_line(),
             "Job failed: execution took longer than 1m 30s"
+        );
+    }
+
+    #[test]
+    fn an_executor_that_fails_before_the_script_is_classified_by_its_exit_code() {
+        let pull = not_started(ExecutorKind::Rbuild, Some(4), "exit status: 4", "reg/img:1");
+        assert_eq!(pull.reason(), Some("image_pull_failure"));
+        assert!(pull.log_line().contains("`reg/img:1`"));
+        let host = not_started(ExecutorKind::Rbuild, Some(3), "exit status: 3", "i");
+        assert_eq!(host.reason(), Some("runner_system_failure"));
+        assert!(host.log_line().contains("sandbox"));
+        assert_eq!(
+            not_started(ExecutorKind::Rbuild, Some(101), "", "i").reason(),
+            Some("runner_system_failure")
+        );
+        assert_eq!(
+            not_started(ExecutorKind::UnsandboxedTestShell, Some(4), "", "i").reason(),
+            Some("runner_system_failure")
+        );
+        // Where GitLab does not list `image_pull_failure`, the documented fallback is sent.
+        let old: Vec<String> = vec!["script_failure".into(), "runner_system_failure".into()];
+        assert_eq!(
+            failure_reason(pull.reason().unwrap(), &old),
+            Some("runner_system_failure")
         );
     }
 
