@@ -528,6 +528,16 @@ impl Run<'_> {
                 names.join(", ")
             ));
         }
+        if let Some(user) = job
+            .image
+            .as_ref()
+            .map(|i| i.executor_opts.docker.user.as_str())
+            .filter(|u| !u.is_empty())
+        {
+            log.warning(&format!(
+                "`image: docker: user: {user}` is not supported by rbuild-runner; the script runs as the image's default user"
+            ));
+        }
         if !job.cache.is_empty() {
             log.warning("`cache:` is not supported by rbuild-runner and is ignored; rbuild's layer cache persists in `$XDG_CACHE_HOME` between jobs of this project");
         }
