@@ -427,6 +427,7 @@ struct Inner {
     conflicts: u32,
     lose_trace: BTreeMap<i64, usize>,
     accept_later: BTreeMap<i64, u32>,
+    corrupt_before_final: Vec<i64>,
     running: usize,
     max_running: usize,
     requests: u64,
@@ -479,6 +480,7 @@ impl FakeGitlab {
                 conflicts: 0,
                 lose_trace: BTreeMap::new(),
                 accept_later: BTreeMap::new(),
+                corrupt_before_final: Vec::new(),
                 running: 0,
                 max_running: 0,
                 requests: 0,
@@ -671,6 +673,12 @@ impl FakeGitlab {
     /// Answers the job's first `n` final updates with 202 (two-phase commit).
     pub fn accept_later(&self, id: i64, n: u32) {
         self.lock().accept_later.insert(id, n);
+    }
+
+    /// Corrupts GitLab's copy of the job's trace once, just before its final update, so
+    /// the checksum fails (412) and the runner must send the whole trace again.
+    pub fn corrupt_trace_before_final(&self, id: i64) {
+        self.lock().corrupt_before_final.push(id);
     }
 
     /// Protocol violations seen so far.
@@ -1110,6 +1118,14 @@ async fn update(
             return status(StatusCode::BAD_REQUEST);
         }
     }
+    if let Some(pos) = g.corrupt_before_final.iter().position(|j| *j == id) {
+        g.corrupt_before_final.remove(pos);
+        let job = g.jobs.get_mut(&id).expect("a known job");
+        if let Some(b) = job.trace.first_mut() {
+            *b ^= 0x20;
+        }
+    }
+    let job = g.jobs.get_mut(&id).expect("a known job");
     // Checksum and size of the trace, as GitLab verifies them with trace_checksum/trace_size.
     let expected = format!("crc32:{:08x}", crc32fast::hash(&job.trace));
     let size = job.trace.len();

@@ -357,15 +357,17 @@ fn timeout_is_reported_as_job_execution_timeout_after_after_script() {
 }
 
 #[test]
-fn trace_range_mismatch_416_is_recovered_and_the_checksum_holds() {
+fn trace_416_and_checksum_412_are_recovered_and_the_final_trace_is_whole() {
     let gl = FakeGitlab::start();
     let setup = require!(RunnerSetup::new(&gl, 1, ""));
     let id =
         gl.enqueue(&JobSpec::new("chatty").script(&[
             "i=0; while [ $i -lt 40 ]; do echo \"line $i\"; i=$((i+1)); sleep 0.1; done",
         ]));
-    // Two-phase commit: the first final update is only accepted (202).
+    // Two-phase commit: the first final update is only accepted (202); and GitLab's copy
+    // of the trace is damaged once before it, so the checksum fails (412) first.
     gl.accept_later(id, 1);
+    gl.corrupt_trace_before_final(id);
     let mut daemon = setup.start(&["--max-jobs", "1"]);
     gl.wait_trace(id, "line 5", WAIT);
     gl.lose_trace_bytes(id, 7);
@@ -379,8 +381,8 @@ fn trace_range_mismatch_416_is_recovered_and_the_checksum_holds() {
         job.patches
     );
     assert_eq!(
-        job.checksum_mismatches, 0,
-        "the final checksum did not match what GitLab holds"
+        job.checksum_mismatches, 1,
+        "exactly the one damaged copy fails the checksum; the resent trace passes"
     );
     let lines: Vec<&str> = trace.lines().filter(|l| l.starts_with("line ")).collect();
     let expected: Vec<String> = (0..40).map(|i| format!("line {i}")).collect();
