@@ -12,6 +12,7 @@ SYSTEM_PACKAGES=(
   "podman:/usr/bin/podman"
   "runc:/usr/sbin/runc"
   "openssl:/usr/bin/openssl"
+  "git:/usr/bin/git"
 )
 # Foreign architectures whose packages we download (busybox-static:arm64 for the base image).
 FOREIGN_ARCHES=(arm64)

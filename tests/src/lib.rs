@@ -17,10 +17,12 @@ pub mod bins;
 pub mod devtools;
 pub mod fake_registry;
 pub mod gate;
+pub mod gitlab;
 pub mod http;
 pub mod oci;
 pub mod plain_user;
 pub mod registry;
+pub mod runner;
 pub mod user;
 
 use std::path::PathBuf;

@@ -1,0 +1,473 @@
+//! The executor: how one step of a job is started, watched and stopped.
+//!
+//! The `rbuild` executor starts, for every step,
+//!
+//! ```text
+//! rbuild run [--platform P] --network host|none --volume SLOT:/builds --volume CACHE:/cache \
+//!     IMAGE -- sh /builds/<project>.tmp/<step>.sh
+//! ```
+//!
+//! as a child process in its own process group: rbuild pulls the image, creates a fresh
+//! unprivileged sandbox and runs the script in it; the sandbox dies with that process.
+//! This crate never creates namespaces (`#![forbid(unsafe_code)]`, no `nix`); stopping a
+//! step is a signal to the child's process group.
+//!
+//! The `unsandboxed-test-shell` executor runs `sh SCRIPT` on the host as the runner's own
+//! user with host paths and no image. It exists so the daemon and the job lifecycle can be
+//! tested end to end before and besides the sandbox; configuration refuses it unless
+//! `RBUILD_RUNNER_UNSANDBOXED_TEST_EXECUTOR=1`.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::{ExecutorConfig, ExecutorKind};
+use crate::log::JobLog;
+
+/// Where the job's slot directory (sources, scripts) is mounted in the sandbox.
+pub const BUILDS_INSIDE: &str = "/builds";
+/// Where the project's persistent cache is mounted in the sandbox.
+pub const CACHE_INSIDE: &str = "/cache";
+/// The `rbuild run` flag that bind-mounts a host directory (`HOST:CONTAINER`).
+pub const VOLUME_FLAG: &str = "--volume";
+
+/// The host and sandbox paths of one job.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub slot_host: PathBuf,
+    pub slot_inside: PathBuf,
+    pub cache_host: PathBuf,
+    pub cache_inside: PathBuf,
+}
+
+impl Layout {
+    /// The sandbox path of a host path under the slot or cache directory.
+    pub fn inside(&self, host: &Path) -> PathBuf {
+        if let Ok(rest) = host.strip_prefix(&self.slot_host) {
+            return self.slot_inside.join(rest);
+        }
+        if let Ok(rest) = host.strip_prefix(&self.cache_host) {
+            return self.cache_inside.join(rest);
+        }
+        host.to_owned()
+    }
+}
+
+/// What one step runs in.
+#[derive(Debug, Clone)]
+pub struct StepSpec<'a> {
+    pub image: &'a str,
+    pub platform: Option<&'a str>,
+    /// Host path of the generated script.
+    pub script: &'a Path,
+    /// Extra environment of the launched process (not of the script: the script reads
+    /// its variables from a file it sources).
+    pub env: Vec<(String, OsString)>,
+}
+
+/// The configured executor.
+#[derive(Debug, Clone)]
+pub struct Executor {
+    pub config: ExecutorConfig,
+}
+
+/// Why a step was stopped from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupt {
+    /// GitLab asked for a graceful cancel: SIGTERM, then SIGKILL after the grace period.
+    Cancel,
+    /// Stop at once (the job was canceled hard, or the daemon's drain deadline passed).
+    Abort,
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepEnd {
+    Exited(ExitStatus),
+    TimedOut,
+    Interrupted(Interrupt),
+}
+
+impl Executor {
+    pub fn new(config: ExecutorConfig) -> Self {
+        Executor { config }
+    }
+
+    pub fn kind(&self) -> ExecutorKind {
+        self.config.kind
+    }
+
+    /// The layout of a job in `slot` (host) with its cache in `cache` (host).
+    pub fn layout(&self, slot: &Path, cache: &Path) -> Layout {
+        match self.config.kind {
+            ExecutorKind::Rbuild => Layout {
+                slot_host: slot.to_owned(),
+                slot_inside: PathBuf::from(BUILDS_INSIDE),
+                cache_host: cache.to_owned(),
+                cache_inside: PathBuf::from(CACHE_INSIDE),
+            },
+            ExecutorKind::UnsandboxedTestShell => Layout {
+                slot_host: slot.to_owned(),
+                slot_inside: slot.to_owned(),
+                cache_host: cache.to_owned(),
+                cache_inside: cache.to_owned(),
+            },
+        }
+    }
+
+    /// The program and arguments of a step (what the job log shows, without env).
+    pub fn argv(&self, layout: &Layout, step: &StepSpec<'_>) -> Vec<OsString> {
+        let script = layout.inside(step.script);
+        match self.config.kind {
+            ExecutorKind::Rbuild => {
+                let mut argv: Vec<OsString> = vec![self.config.rbuild.clone().into(), "run".into()];
+                if let Some(p) = step.platform {
+                    argv.extend(["--platform".into(), p.into()]);
+                }
+                argv.extend([
+                    "--network".into(),
+                    self.config.network.name().into(),
+                    VOLUME_FLAG.into(),
+                    volume(&layout.slot_host, &layout.slot_inside),
+                    VOLUME_FLAG.into(),
+                    volume(&layout.cache_host, &layout.cache_inside),
+                    step.image.into(),
+                    "--".into(),
+                    "sh".into(),
+                    script.into(),
+                ]);
+                argv
+            }
+            ExecutorKind::UnsandboxedTestShell => vec!["sh".into(), script.into()],
+        }
+    }
+
+    /// The command that runs a step.
+    pub fn command(&self, layout: &Layout, step: &StepSpec<'_>) -> Command {
+        let argv = self.argv(layout, step);
+        let mut cmd = Command::new(&argv[0]);
+        scrub(&mut cmd);
+        cmd.args(&argv[1..])
+            .envs(step.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&layout.slot_host);
+        cmd
+    }
+}
+
+/// Removes the daemon's own `RBUILD_RUNNER_*` variables (configuration overrides, runner
+/// tokens) from a child's environment: jobs never see them.
+pub fn scrub(cmd: &mut Command) {
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy()
+            .starts_with(crate::envvars::CONFIG_PREFIX)
+        {
+            cmd.env_remove(k);
+        }
+    }
+}
+
+fn volume(host: &Path, inside: &Path) -> OsString {
+    let mut v = host.as_os_str().to_owned();
+    v.push(":");
+    v.push(inside);
+    v
+}
+
+/// Signals a process group; a group that is gone already is fine.
+pub fn kill_group(pgid: u32, signal: rustix::process::Signal) {
+    let Some(pid) = i32::try_from(pgid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return;
+    };
+    if let Err(e) = rustix::process::kill_process_group(pid, signal)
+        && e != rustix::io::Errno::SRCH
+    {
+        tracing::warn!(pgid, error = %e, "cannot signal a job's process group");
+    }
+}
+
+/// Runs `cmd` to its end (or until the deadline or an interrupt), streaming its stdout
+/// and stderr into `log`. `spawned` gets the process (group) id as soon as it exists.
+/// Whatever ends the step, everything left in its process group is killed.
+pub async fn run_step(
+    mut cmd: Command,
+    log: &Arc<JobLog>,
+    deadline: Instant,
+    interrupts: &mut watch::Receiver<Option<Interrupt>>,
+    kill_grace: Duration,
+    spawned: impl FnOnce(u32),
+) -> std::io::Result<StepEnd> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd.spawn()?;
+    let pgid = child.id().unwrap_or_default();
+    spawned(pgid);
+    let readers: Vec<_> = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|mut r| {
+        let guard = log.stream();
+        let log = log.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            let mut buf = vec![0u8; 16 * 1024];
+            while let Ok(n) = r.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                log.output(&buf[..n]);
+            }
+        })
+    })
+    .collect();
+
+    let pending_interrupt = *interrupts.borrow();
+    let end = if let Some(i) = pending_interrupt {
+        StepEnd::Interrupted(i)
+    } else {
+        tokio::select! {
+            status = child.wait() => StepEnd::Exited(status?),
+            () = tokio::time::sleep_until(deadline) => StepEnd::TimedOut,
+            i = wait_interrupt(interrupts) => StepEnd::Interrupted(i),
+        }
+    };
+    let end = match end {
+        StepEnd::Exited(_) => end,
+        StepEnd::Interrupted(Interrupt::Abort) => {
+            kill_group(pgid, rustix::process::Signal::KILL);
+            let _ = child.wait().await;
+            end
+        }
+        StepEnd::TimedOut | StepEnd::Interrupted(Interrupt::Cancel) => {
+            kill_group(pgid, rustix::process::Signal::TERM);
+            if tokio::time::timeout(kill_grace, child.wait())
+                .await
+                .is_err()
+            {
+                kill_group(pgid, rustix::process::Signal::KILL);
+                let _ = child.wait().await;
+            }
+            end
+        }
+    };
+    // Nothing outlives its step: background processes the script left behind go too.
+    kill_group(pgid, rustix::process::Signal::KILL);
+    for r in readers {
+        // A process that left the group (setsid) may hold the pipe open; do not wait
+        // for it forever.
+        let abort = r.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(5), r)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+    }
+    Ok(end)
+}
+
+async fn wait_interrupt(rx: &mut watch::Receiver<Option<Interrupt>>) -> Interrupt {
+    loop {
+        if let Some(i) = *rx.borrow_and_update() {
+            return i;
+        }
+        if rx.changed().await.is_err() {
+            // The sender is gone; no interrupt can come any more.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Network;
+
+    fn exec(kind: ExecutorKind) -> Executor {
+        Executor::new(ExecutorConfig {
+            kind,
+            rbuild: PathBuf::from("/usr/bin/rbuild"),
+            network: Network::Host,
+            kill_grace: Duration::from_secs(1),
+        })
+    }
+
+    #[test]
+    fn rbuild_executor_mounts_the_slot_and_runs_the_script_inside() {
+        let e = exec(ExecutorKind::Rbuild);
+        let layout = e.layout(
+            Path::new("/var/lib/r/builds/main/0"),
+            Path::new("/var/lib/r/cache/main/g/p"),
+        );
+        let script = PathBuf::from("/var/lib/r/builds/main/0/g/p.tmp/step_script.sh");
+        let argv = e.argv(
+            &layout,
+            &StepSpec {
+                image: "registry.example/img:1",
+                platform: Some("linux/arm64"),
+                script: &script,
+                env: vec![],
+            },
+        );
+        let argv: Vec<String> = argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            argv.join(" "),
+            "/usr/bin/rbuild run --platform linux/arm64 --network host --volume /var/lib/r/builds/main/0:/builds --volume /var/lib/r/cache/main/g/p:/cache registry.example/img:1 -- sh /builds/g/p.tmp/step_script.sh"
+        );
+    }
+
+    #[test]
+    fn test_shell_uses_host_paths() {
+        let e = exec(ExecutorKind::UnsandboxedTestShell);
+        let layout = e.layout(Path::new("/s/0"), Path::new("/c"));
+        let script = PathBuf::from("/s/0/p.tmp/step_script.sh");
+        let argv = e.argv(
+            &layout,
+            &StepSpec {
+                image: "x",
+                platform: None,
+                script: &script,
+                env: vec![],
+            },
+        );
+        assert_eq!(
+            argv,
+            [
+                OsString::from("sh"),
+                OsString::from("/s/0/p.tmp/step_script.sh")
+            ]
+        );
+        assert_eq!(layout.inside(Path::new("/s/0/p")), PathBuf::from("/s/0/p"));
+    }
+
+    #[tokio::test]
+    async fn a_step_streams_output_and_its_leftovers_are_killed() {
+        let d = tempfile::tempdir().unwrap();
+        let script = d.path().join("s.sh");
+        let pidfile = d.path().join("bg.pid");
+        std::fs::write(
+            &script,
+            format!(
+                "sleep 300 & echo $! > {}\necho out; echo err >&2; exit 3\n",
+                pidfile.display()
+            ),
+        )
+        .unwrap();
+        let e = exec(ExecutorKind::UnsandboxedTestShell);
+        let layout = e.layout(d.path(), d.path());
+        let log = JobLog::new(
+            crate::log::mask::Masker::new(&[] as &[&str], &[] as &[&str]),
+            1 << 20,
+            None,
+        )
+        .unwrap();
+        let (_tx, mut rx) = watch::channel(None);
+        let cmd = e.command(
+            &layout,
+            &StepSpec {
+                image: "",
+                platform: None,
+                script: &script,
+                env: vec![],
+            },
+        );
+        let end = run_step(
+            cmd,
+            &log,
+            Instant::now() + Duration::from_secs(30),
+            &mut rx,
+            Duration::from_secs(1),
+            |_| {},
+        )
+        .await
+        .unwrap();
+        let StepEnd::Exited(status) = end else {
+            panic!("{end:?}")
+        };
+        assert_eq!(status.code(), Some(3));
+        let text = String::from_utf8(log.contents()).unwrap();
+        assert!(text.contains("out\n") && text.contains("err\n"), "{text}");
+        let bg = std::fs::read_to_string(&pidfile).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", bg.trim())).unwrap_or_default();
+        assert!(
+            stat.is_empty() || stat.contains(") Z "),
+            "background process survived: {stat}"
+        );
+    }
+
+    #[tokio::test]
+    async fn timeout_and_interrupt_stop_the_step() {
+        let d = tempfile::tempdir().unwrap();
+        let script = d.path().join("s.sh");
+        std::fs::write(&script, "echo start; sleep 300\n").unwrap();
+        let e = exec(ExecutorKind::UnsandboxedTestShell);
+        let layout = e.layout(d.path(), d.path());
+        let log = JobLog::new(
+            crate::log::mask::Masker::new(&[] as &[&str], &[] as &[&str]),
+            1 << 20,
+            None,
+        )
+        .unwrap();
+        let (tx, mut rx) = watch::channel(None);
+        let spec = StepSpec {
+            image: "",
+            platform: None,
+            script: &script,
+            env: vec![],
+        };
+        let t = std::time::Instant::now();
+        let end = run_step(
+            e.command(&layout, &spec),
+            &log,
+            Instant::now() + Duration::from_millis(300),
+            &mut rx,
+            Duration::from_secs(1),
+            |_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(end, StepEnd::TimedOut);
+        assert!(t.elapsed() < Duration::from_secs(5));
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            tx.send(Some(Interrupt::Abort)).unwrap();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        let end = run_step(
+            e.command(&layout, &spec),
+            &log,
+            Instant::now() + Duration::from_mins(1),
+            &mut rx,
+            Duration::from_secs(1),
+            |_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(end, StepEnd::Interrupted(Interrupt::Abort));
+    }
+}
