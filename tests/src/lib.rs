@@ -17,6 +17,7 @@ pub mod bins;
 pub mod devtools;
 pub mod fake_registry;
 pub mod gate;
+pub mod github;
 pub mod gitlab;
 pub mod http;
 pub mod oci;
