@@ -24,7 +24,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the fleet daemon: pick up GitLab jobs and run each with `rbuild run`
+    /// Run the fleet daemon: pick up GitLab jobs, and start an Actions runner for each queued
+    /// GitHub job, each in its own `rbuild run` sandbox
     Run(RunArgs),
     /// Validate a configuration file (and its environment overrides) and print what is wrong
     CheckConfig(ConfigArgs),
@@ -207,6 +208,32 @@ fn check_config(args: &ConfigArgs) -> anyhow::Result<()> {
                 ),
             );
         }
+    }
+    for g in &cfg.github {
+        push(
+            &mut out,
+            format_args!(
+                "github `{}`: {} as App `{}` (key from {}), webhook on http://{}/webhook, labels {}, runners on {}, image `{}`{}, concurrency {}, pending at most {}, job timeout {}, idle timeout {}\n",
+                g.name,
+                g.api_url,
+                g.app_id,
+                g.key_source,
+                g.webhook_listen,
+                g.labels.join(","),
+                g.org.as_ref().map_or_else(
+                    || "the event's repository".to_owned(),
+                    |o| format!("organisation `{o}`")
+                ),
+                g.runner_image,
+                g.runner_dir
+                    .as_ref()
+                    .map_or_else(String::new, |d| format!(" with `{}` mounted", d.display())),
+                g.concurrency,
+                g.max_pending,
+                humantime::format_duration(g.job_timeout),
+                humantime::format_duration(g.idle_timeout),
+            ),
+        );
     }
     std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes())
         .map_err(|e| Failure::new(Exit::Host, format!("cannot write to stdout: {e}")))?;
