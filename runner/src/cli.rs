@@ -32,6 +32,21 @@ pub enum Command {
     /// Report diagnostics to a forge
     #[command(subcommand)]
     Report(Report),
+    /// The build step of the rbuild GitHub Action (`action/action.yml`)
+    ///
+    /// Reads the action's inputs from `INPUT_<NAME>` variables as `docker/build-push-action`
+    /// parses them, runs `rbuild build` with them as arguments (never through a shell),
+    /// writes `imageid`, `digest` and `metadata` to `$GITHUB_OUTPUT` and the image and its
+    /// diagnostics to `$GITHUB_STEP_SUMMARY`, and with `annotate: checks|both` reports a
+    /// check run. Exits with rbuild's status.
+    GithubAction(GithubActionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GithubActionArgs {
+    /// The `rbuild` binary to run
+    #[arg(long, env = "RBUILD", default_value = "rbuild")]
+    pub rbuild: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -118,6 +133,12 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run(&args),
         Command::CheckConfig(args) => check_config(&args),
         Command::Report(Report::Github(args)) => report_github(&args),
+        Command::GithubAction(args) => {
+            return match crate::forge::github::action::run(&args.rbuild) {
+                Ok(code) => ExitCode::from(code),
+                Err(e) => ExitCode::from(outcome::report(&e).code()),
+            };
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,6 +11,7 @@
 //!
 //! Missing prerequisites skip a test locally and fail it in CI ([`require!`]).
 
+pub mod action;
 pub mod auth;
 pub mod base;
 pub mod bins;

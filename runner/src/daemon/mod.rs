@@ -401,7 +401,12 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
     }
     let (usable, _) = shared.health();
     if !usable {
-        return Err(Failure::new(Exit::Forge, "every instance rejected its credentials")
+        let what = if config.github.is_empty() {
+            "every GitLab instance rejected its runner token"
+        } else {
+            "every instance rejected its credentials"
+        };
+        return Err(Failure::new(Exit::Forge, what)
             .hint("the runner was deleted in GitLab or its token was reset: create it again and update `token_file`")
             .into());
     }

@@ -3,6 +3,7 @@
 //! just-in-time runner configurations). Running the official Actions runner in a sandbox
 //! is the daemon's (`daemon/github.rs`).
 //!
+//! - [`action`]: `rbuild-runner github-action`, the build step of `action/action.yml`;
 //! - [`auth`]: App JWTs (RS256, signed with ring) and cached installation tokens;
 //! - [`client`]: the REST calls, through octocrab pointed at a base URL (GitHub Enterprise
 //!   Server: `https://HOST/api/v3`);
@@ -12,6 +13,7 @@
 //!
 //! Nothing here speaks the Actions runner protocol: jobs run in GitHub's own runner.
 
+pub mod action;
 pub mod auth;
 pub mod client;
 pub mod report;
