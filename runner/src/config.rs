@@ -32,6 +32,10 @@ use serde_json::{Map, Value};
 
 use crate::envvars;
 
+pub mod github;
+
+use github::{GITHUB_KEYS, GITHUB_SECRETS};
+
 /// A secret string (runner or job token). Never printed by `Debug` or `Display`.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Secret(String);
@@ -84,6 +88,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub executor: ExecutorConfig,
     pub gitlab: Vec<GitlabInstance>,
+    /// GitHub fleets (`[[github]]`): webhook listeners that start JIT runners.
+    pub github: Vec<github::GithubInstance>,
 }
 
 /// How jobs are run.
@@ -203,6 +209,7 @@ const TOP_KEYS: &[&str] = &[
     "shutdown_timeout",
     "executor",
     "gitlab",
+    "github",
 ];
 const EXECUTOR_KEYS: &[&str] = &["kind", "rbuild", "network", "kill_grace"];
 const GITLAB_KEYS: &[&str] = &[
@@ -285,16 +292,12 @@ pub fn load(path: &Path, env: &Environment) -> Result<Config, ConfigError> {
 
 /// Maps `RBUILD_RUNNER_*` variables to config keys. Instance tokens are returned apart,
 /// by instance index, and never become config values.
-/// Tokens from the environment, by instance index: (variable name, token).
-type EnvTokens = BTreeMap<usize, (String, Secret)>;
+/// Secrets from the environment by (section, instance index, key): (variable name, value).
+type EnvTokens = BTreeMap<(&'static str, usize, &'static str), (String, Secret)>;
 
-fn env_overrides(
-    base: &Value,
-    env: &Environment,
-    problems: &mut Vec<Problem>,
-) -> (Vec<(String, String)>, EnvTokens) {
-    let names: Vec<String> = base
-        .get("gitlab")
+/// Instance names of the `[[section]]` tables of the file.
+fn instance_names(base: &Value, section: &str) -> Vec<String> {
+    base.get(section)
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
@@ -306,7 +309,16 @@ fn env_overrides(
                 })
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+fn env_overrides(
+    base: &Value,
+    env: &Environment,
+    problems: &mut Vec<Problem>,
+) -> (Vec<(String, String)>, EnvTokens) {
+    let names = instance_names(base, "gitlab");
+    let github_names = instance_names(base, "github");
     let env_name = |n: &str| n.to_ascii_uppercase().replace('-', "_");
     let mut overrides = Vec::new();
     let mut tokens = BTreeMap::new();
@@ -328,7 +340,9 @@ fn env_overrides(
         match parts.as_slice() {
             [key] => {
                 let key = key.to_ascii_lowercase();
-                if TOP_KEYS.contains(&key.as_str()) && key != "executor" && key != "gitlab" {
+                if TOP_KEYS.contains(&key.as_str())
+                    && !["executor", "gitlab", "github"].contains(&key.as_str())
+                {
                     overrides.push((key, value.clone()));
                 } else {
                     unknown(
@@ -365,7 +379,7 @@ fn env_overrides(
                 };
                 let key = key.to_ascii_lowercase();
                 if key == "token" {
-                    tokens.insert(index, (var.clone(), Secret::new(value.trim())));
+                    tokens.insert(("gitlab", index, "token"), (var.clone(), Secret::new(value.trim())));
                 } else if GITLAB_KEYS.contains(&key.as_str()) && key != "name" {
                     overrides.push((format!("gitlab[{index}].{key}"), value.clone()));
                 } else {
@@ -375,16 +389,41 @@ fn env_overrides(
                     );
                 }
             }
+            ["GITHUB", name, key] => {
+                let Some(index) = github_names.iter().position(|n| env_name(n) == *name) else {
+                    unknown(
+                        problems,
+                        format!(
+                            "no `[[github]]` instance is named `{}` in the file (instances: {}); the variable names an instance as RBUILD_RUNNER_GITHUB__<NAME>__<KEY>",
+                            name.to_ascii_lowercase(),
+                            if github_names.is_empty() { "none".to_owned() } else { list(&github_names.iter().map(String::as_str).collect::<Vec<_>>()) }
+                        ),
+                    );
+                    continue;
+                };
+                let key = key.to_ascii_lowercase();
+                if let Some(secret) = GITHUB_SECRETS.iter().find(|s| **s == key) {
+                    let v = if *secret == "private_key" { value.clone() } else { value.trim().to_owned() };
+                    tokens.insert(("github", index, secret), (var.clone(), Secret::new(v)));
+                } else if GITHUB_KEYS.contains(&key.as_str()) && key != "name" {
+                    overrides.push((format!("github[{index}].{key}"), value.clone()));
+                } else {
+                    unknown(
+                        problems,
+                        format!("`[[github]]` keys are {} and {}", list(GITHUB_KEYS), list(GITHUB_SECRETS)),
+                    );
+                }
+            }
             _ => unknown(
                 problems,
-                "write RBUILD_RUNNER_<KEY>, RBUILD_RUNNER_EXECUTOR__<KEY> or RBUILD_RUNNER_GITLAB__<NAME>__<KEY>".to_owned(),
+                "write RBUILD_RUNNER_<KEY>, RBUILD_RUNNER_EXECUTOR__<KEY>, RBUILD_RUNNER_GITLAB__<NAME>__<KEY> or RBUILD_RUNNER_GITHUB__<NAME>__<KEY>".to_owned(),
             ),
         }
     }
     (overrides, tokens)
 }
 
-fn list(keys: &[&str]) -> String {
+pub(crate) fn list(keys: &[&str]) -> String {
     keys.iter()
         .map(|k| format!("`{k}`"))
         .collect::<Vec<_>>()
@@ -392,13 +431,13 @@ fn list(keys: &[&str]) -> String {
 }
 
 /// A table of the configuration and where it is, for typed reads that report problems.
-struct Table<'a> {
-    map: &'a Map<String, Value>,
-    prefix: String,
+pub(crate) struct Table<'a> {
+    pub(crate) map: &'a Map<String, Value>,
+    pub(crate) prefix: String,
 }
 
 impl Table<'_> {
-    fn key(&self, k: &str) -> String {
+    pub(crate) fn key(&self, k: &str) -> String {
         if self.prefix.is_empty() {
             k.to_owned()
         } else {
@@ -406,7 +445,7 @@ impl Table<'_> {
         }
     }
 
-    fn unknown_keys(&self, known: &[&str], problems: &mut Vec<Problem>) {
+    pub(crate) fn unknown_keys(&self, known: &[&str], problems: &mut Vec<Problem>) {
         for k in self.map.keys() {
             if known.contains(&k.as_str()) {
                 continue;
@@ -432,7 +471,7 @@ impl Table<'_> {
         }
     }
 
-    fn string(&self, k: &str, problems: &mut Vec<Problem>) -> Option<String> {
+    pub(crate) fn string(&self, k: &str, problems: &mut Vec<Problem>) -> Option<String> {
         match self.map.get(k)? {
             Value::String(s) => Some(s.clone()),
             Value::Number(n) => Some(n.to_string()),
@@ -447,7 +486,13 @@ impl Table<'_> {
         }
     }
 
-    fn usize(&self, k: &str, min: usize, max: usize, problems: &mut Vec<Problem>) -> Option<usize> {
+    pub(crate) fn usize(
+        &self,
+        k: &str,
+        min: usize,
+        max: usize,
+        problems: &mut Vec<Problem>,
+    ) -> Option<usize> {
         let v = self.map.get(k)?;
         let n = match v {
             Value::Number(n) => n.as_u64().and_then(|n| usize::try_from(n).ok()),
@@ -467,7 +512,7 @@ impl Table<'_> {
         }
     }
 
-    fn duration(&self, k: &str, problems: &mut Vec<Problem>) -> Option<Duration> {
+    pub(crate) fn duration(&self, k: &str, problems: &mut Vec<Problem>) -> Option<Duration> {
         let s = self.string(k, problems)?;
         match humantime::parse_duration(s.trim()) {
             Ok(d) if !d.is_zero() => Some(d),
@@ -482,7 +527,7 @@ impl Table<'_> {
         }
     }
 
-    fn path(&self, k: &str, dir: &Path, problems: &mut Vec<Problem>) -> Option<PathBuf> {
+    pub(crate) fn path(&self, k: &str, dir: &Path, problems: &mut Vec<Problem>) -> Option<PathBuf> {
         let s = self.string(k, problems)?;
         if s.is_empty() {
             problems.push(Problem {
@@ -595,10 +640,11 @@ fn validate(
 
     let mut gitlab = Vec::new();
     match root.get("gitlab") {
+        None if root.get("github").is_some() => {}
         None => problems.push(Problem {
             key: "gitlab".to_owned(),
-            message: "no GitLab instance is configured".to_owned(),
-            fix: "add a `[[gitlab]]` table with `name`, `url` and `token_file`".to_owned(),
+            message: "no GitLab or GitHub instance is configured".to_owned(),
+            fix: "add a `[[gitlab]]` table with `name`, `url` and `token_file`, or a `[[github]]` table (docs/github-fleet.md)".to_owned(),
         }),
         Some(Value::Array(items)) if !items.is_empty() => {
             for (i, item) in items.iter().enumerate() {
@@ -612,7 +658,12 @@ fn validate(
                     continue;
                 };
                 let t = Table { map, prefix };
-                gitlab.push(validate_gitlab(&t, dir, token_env.get(&i), problems));
+                gitlab.push(validate_gitlab(
+                    &t,
+                    dir,
+                    token_env.get(&("gitlab", i, "token")),
+                    problems,
+                ));
             }
         }
         Some(_) => problems.push(Problem {
@@ -632,7 +683,20 @@ fn validate(
         }
         seen.push(g.name.clone());
     }
-    let sum: usize = gitlab.iter().map(|g| g.concurrency).sum();
+    let github = crate::config::github::validate_all(root, dir, token_env, problems);
+    if !github.is_empty()
+        && executor
+            .as_ref()
+            .is_some_and(|e| e.kind != ExecutorKind::Rbuild)
+    {
+        problems.push(Problem {
+            key: "executor.kind".to_owned(),
+            message: "GitHub fleets always run the Actions runner in the rbuild sandbox".to_owned(),
+            fix: "use `kind = \"rbuild\"` (the default) with `[[github]]` instances".to_owned(),
+        });
+    }
+    let sum: usize = gitlab.iter().map(|g| g.concurrency).sum::<usize>()
+        + github.iter().map(|g| g.concurrency).sum::<usize>();
     let concurrent = top
         .usize("concurrent", 1, 10_000, problems)
         .unwrap_or(sum.max(1));
@@ -647,6 +711,7 @@ fn validate(
         shutdown_timeout,
         executor: executor?,
         gitlab,
+        github,
     })
 }
 
@@ -767,7 +832,7 @@ fn default_rbuild(env: &Environment) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("rbuild"))
 }
 
-fn is_executable(p: &Path) -> bool {
+pub(crate) fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
@@ -914,7 +979,7 @@ pub fn valid_system_id(id: &str) -> bool {
         && id[2..].chars().all(|c| c.is_ascii_alphanumeric())
 }
 
-fn read_token_file(path: &Path) -> Result<Secret, (String, String)> {
+pub(crate) fn read_token_file(path: &Path) -> Result<Secret, (String, String)> {
     let meta = std::fs::metadata(path).map_err(|e| {
         (
             format!("cannot read `{}`: {e}", path.display()),

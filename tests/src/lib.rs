@@ -11,12 +11,14 @@
 //!
 //! Missing prerequisites skip a test locally and fail it in CI ([`require!`]).
 
+pub mod action;
 pub mod auth;
 pub mod base;
 pub mod bins;
 pub mod devtools;
 pub mod fake_registry;
 pub mod gate;
+pub mod github;
 pub mod gitlab;
 pub mod http;
 pub mod oci;

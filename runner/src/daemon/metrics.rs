@@ -7,7 +7,14 @@
 //! - `rbuild_runner_job_request_duration_seconds{instance,outcome}`: `jobs/request` latency
 //!   (a long poll is held up to the server's limit), by `job`, `no_job`, `conflict`, `error`;
 //! - `rbuild_runner_job_duration_seconds{instance,state}`: pickup to report;
-//! - `rbuild_runner_concurrent_limit`, `rbuild_runner_draining`.
+//! - `rbuild_runner_concurrent_limit`, `rbuild_runner_draining`;
+//! - GitHub fleets: `rbuild_runner_webhook_deliveries_total{instance,outcome}` (`queued`,
+//!   `not_ours`, `duplicate`, `bad_signature`, `queue_full`, `in_progress`, `completed`,
+//!   ...), `rbuild_runner_pending_jobs{instance}` (queued jobs waiting for a slot) and
+//!   `rbuild_runner_runner_launches_total{instance,outcome}` (`started`, `jit_failed`).
+//!   A runner sandbox counts as a job in `jobs_running`, `jobs_finished_total` (state:
+//!   `exited`, `failed`, `completed`, `idle`, `timed_out`, `aborted`) and
+//!   `job_duration_seconds`.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -30,6 +37,12 @@ pub struct FinishedLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
+    pub instance: String,
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
     pub instance: String,
     pub outcome: String,
 }
@@ -61,6 +74,9 @@ pub struct Metrics {
     pub durations: Family<DurationLabels, Histogram, fn() -> Histogram>,
     pub concurrent: Gauge,
     pub draining: Gauge,
+    pub webhooks: Family<WebhookLabels, Counter>,
+    pub pending: Family<InstanceLabels, Gauge>,
+    pub launches: Family<WebhookLabels, Counter>,
 }
 
 impl Metrics {
@@ -114,7 +130,28 @@ impl Metrics {
             "1 while the daemon drains after SIGTERM",
             draining.clone(),
         );
+        let webhooks = Family::<WebhookLabels, Counter>::default();
+        let pending = Family::<InstanceLabels, Gauge>::default();
+        let launches = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "rbuild_runner_webhook_deliveries",
+            "GitHub webhook deliveries, by what was done with them",
+            webhooks.clone(),
+        );
+        registry.register(
+            "rbuild_runner_pending_jobs",
+            "Queued GitHub jobs waiting for a runner slot",
+            pending.clone(),
+        );
+        registry.register(
+            "rbuild_runner_runner_launches",
+            "GitHub runner launches, by outcome",
+            launches.clone(),
+        );
         Metrics {
+            webhooks,
+            pending,
+            launches,
             registry,
             running,
             finished,

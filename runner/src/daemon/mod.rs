@@ -14,6 +14,7 @@
 //!   leftovers killed (`recovery`). One daemon per state directory (a lock file).
 //! - `--max-jobs N`: takes at most N jobs, exits when they have finished.
 
+pub mod github;
 pub mod http;
 pub mod metrics;
 pub mod recovery;
@@ -49,6 +50,8 @@ pub struct Options {
 enum InstanceState {
     Verifying,
     Polling,
+    /// A GitHub fleet serving its webhook.
+    Listening,
     Rejected,
     Stopped,
 }
@@ -58,6 +61,7 @@ impl InstanceState {
         match self {
             InstanceState::Verifying => "verifying",
             InstanceState::Polling => "polling",
+            InstanceState::Listening => "listening",
             InstanceState::Rejected => "rejected",
             InstanceState::Stopped => "stopped",
         }
@@ -212,6 +216,12 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
                 .gitlab
                 .iter()
                 .map(|g| (g.name.clone(), InstanceState::Verifying))
+                .chain(
+                    config
+                        .github
+                        .iter()
+                        .map(|g| (g.name.clone(), InstanceState::Verifying)),
+                )
                 .collect(),
         ),
         running: AtomicUsize::new(0),
@@ -283,7 +293,43 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
                 .instrument(tracing::info_span!("instance", instance = %inst.name)),
         );
     }
+    for inst in &config.github {
+        let listener = github::bind(inst).await.map_err(|e| {
+            Failure::new(
+                Exit::Host,
+                format!(
+                    "cannot listen on `{}` for GitHub webhooks of `{}`: {e}",
+                    inst.webhook_listen, inst.name
+                ),
+            )
+            .hint("pick a free port in `webhook_listen`")
+        })?;
+        let work_dir = config.state_dir.join("github").join(&inst.name);
+        crate::state::private_dir(&work_dir).map_err(|e| {
+            Failure::new(
+                Exit::Host,
+                format!("cannot create `{}`: {e}", work_dir.display()),
+            )
+        })?;
+        let fleet = github::Fleet {
+            inst: Arc::new(inst.clone()),
+            shared: shared.clone(),
+            global: global.clone(),
+            executor: config.executor.clone(),
+            work_dir,
+            cache_dir: config.cache_dir.join("github"),
+            hostname: hostname.clone(),
+            phase: phase_rx.clone(),
+            abort: abort_rx.clone(),
+        };
+        pollers.spawn(
+            fleet.run(listener).instrument(
+                tracing::info_span!("instance", instance = %inst.name, forge = "github"),
+            ),
+        );
+    }
     tracing::info!(
+        github_fleets = config.github.len(),
         instances = config.gitlab.len(),
         concurrent = config.concurrent,
         executor = executor.kind().name(),
@@ -355,7 +401,12 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
     }
     let (usable, _) = shared.health();
     if !usable {
-        return Err(Failure::new(Exit::Forge, "every GitLab instance rejected its runner token")
+        let what = if config.github.is_empty() {
+            "every GitLab instance rejected its runner token"
+        } else {
+            "every instance rejected its credentials"
+        };
+        return Err(Failure::new(Exit::Forge, what)
             .hint("the runner was deleted in GitLab or its token was reset: create it again and update `token_file`")
             .into());
     }
