@@ -9,4 +9,5 @@ pub mod cli;
 pub mod cmd;
 pub mod diagnose;
 pub mod envvars;
+pub mod layer;
 pub mod outcome;
