@@ -11,3 +11,4 @@ pub mod diagnose;
 pub mod envvars;
 pub mod layer;
 pub mod outcome;
+pub mod progress;

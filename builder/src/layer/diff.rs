@@ -462,7 +462,9 @@ mod tests {
         let mut archive = tar::Archive::new(layer);
         for entry in archive.entries().unwrap() {
             let mut entry = entry.unwrap();
-            let rel = entry.path().unwrap().into_owned();
+            // Rebuilt from components: a directory entry's trailing slash would make the
+            // path fail to name a file that stands in its way.
+            let rel: PathBuf = entry.path().unwrap().components().collect();
             let name = rel.file_name().unwrap().as_bytes().to_vec();
             let target = root.join(&rel);
             let parent = target.parent().unwrap().to_path_buf();
