@@ -9,6 +9,8 @@ SYSTEM_PACKAGES=(
   "docker-registry:/usr/bin/docker-registry"
   "skopeo:/usr/bin/skopeo"
   "umoci:/usr/bin/umoci"
+  "podman:/usr/bin/podman"
+  "runc:/usr/sbin/runc"
 )
 # Foreign architectures whose packages we download (busybox-static:arm64 for the base image).
 FOREIGN_ARCHES=(arm64)

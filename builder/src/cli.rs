@@ -45,6 +45,12 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Explain a known failure cause by its id (not yet implemented)
     Explain(ExplainArgs),
+    /// Pull an image into the content store and print its digest
+    Pull(PullArgs),
+    /// Push an image or index to a registry or an OCI layout and print its digest
+    Push(PushArgs),
+    /// Remove unused images and blobs from the content store
+    Prune(PruneArgs),
 }
 
 /// `rbuild build`: flags as `docker buildx build` names them.
@@ -160,6 +166,84 @@ pub struct ExplainArgs {
     pub id: String,
 }
 
+/// Where images are cached, and how registries are reached (shared by registry commands).
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Cache and content-store directory (default: `$XDG_CACHE_HOME/rbuild`)
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Registry `HOST[:PORT]` to reach over plain http (loopback registries need no flag)
+    #[arg(long = "insecure-registry")]
+    pub insecure_registries: Vec<String>,
+}
+
+/// `rbuild pull`.
+///
+/// Resolves the reference (`busybox` is `docker.io/library/busybox:latest`), picks the
+/// platforms from an index, and stores manifests, configs and layers, verified, in the
+/// content store. Prints the digest the reference points to (the index, or the manifest of
+/// a single-platform image) on stdout.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Image reference, e.g. `busybox`, `registry.example.com/app:1.0`, `host:5000/app@sha256:...`
+    pub image: String,
+    /// Platforms to pull from an index, comma-separated or repeated (default: this host's)
+    #[arg(
+        long = "platform",
+        value_delimiter = ',',
+        conflicts_with = "all_platforms"
+    )]
+    pub platforms: Vec<String>,
+    /// Pull every manifest of an index (needed to push the whole index elsewhere)
+    #[arg(long)]
+    pub all_platforms: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `rbuild push`.
+///
+/// SOURCE is an image pulled into the content store (`host/repo:tag`) or an OCI layout
+/// (`oci-layout://PATH[:TAG]`). DESTINATION is a registry reference, or an OCI layout
+/// (`oci-layout://PATH[:TAG]`) to export into. Prints the pushed digest on stdout.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// What to push: a pulled reference or `oci-layout://PATH[:TAG]`
+    pub source: String,
+    /// Where to push: `host/repo[:tag]` or `oci-layout://PATH[:TAG]`
+    pub destination: String,
+    /// Push only this platform's manifest of an index
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Write buildx-style metadata (`containerimage.digest`, `image.name`, ...) to this file
+    #[arg(long)]
+    pub metadata_file: Option<PathBuf>,
+    /// Write the image id to this file (the config digest; the index digest for an index)
+    #[arg(long)]
+    pub iidfile: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `rbuild prune`.
+///
+/// Removes blobs no pulled image needs and leftovers of interrupted downloads; with
+/// `--keep-storage`, also the least recently used images until the store fits. Prints the
+/// removed digests on stdout and a summary on stderr. Waits for other rbuild processes
+/// using the same store.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Keep at most this much data, e.g. `10GB` or `512MiB` (binary multiples)
+    #[arg(long)]
+    pub keep_storage: Option<String>,
+    /// Remove everything in the content store
+    #[arg(long, conflicts_with = "keep_storage")]
+    pub all: bool,
+    /// Cache and content-store directory (default: `$XDG_CACHE_HOME/rbuild`)
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+}
+
 /// Network of RUN steps and sandboxes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Network {
@@ -225,6 +309,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Check(args) => cmd::check::run(args),
         Command::Doctor(args) => cmd::doctor::run(args),
         Command::Explain(args) => cmd::explain::run(args),
+        Command::Pull(args) => cmd::pull::run(args),
+        Command::Push(args) => cmd::push::run(args),
+        Command::Prune(args) => cmd::prune::run(args),
     }
 }
 
@@ -268,6 +355,39 @@ mod tests {
         };
         assert_eq!(args.image, "busybox");
         assert_eq!(args.command, ["uname", "-m"]);
+    }
+
+    #[test]
+    fn pull_takes_platform_lists_and_store_flags() {
+        let cli = Cli::try_parse_from([
+            "rbuild",
+            "pull",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--cache-dir",
+            "/c",
+            "--insecure-registry",
+            "reg:5000",
+            "reg:5000/a",
+        ])
+        .unwrap();
+        let Command::Pull(args) = cli.command else {
+            panic!("expected pull")
+        };
+        assert_eq!(args.platforms, ["linux/amd64", "linux/arm64"]);
+        assert_eq!(args.store.cache_dir, Some(PathBuf::from("/c")));
+        assert_eq!(args.store.insecure_registries, ["reg:5000"]);
+        assert!(
+            Cli::try_parse_from([
+                "rbuild",
+                "pull",
+                "--all-platforms",
+                "--platform",
+                "linux/arm64",
+                "a"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

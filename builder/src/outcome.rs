@@ -51,6 +51,7 @@ pub struct Failure {
     exit: Exit,
     message: String,
     hints: Vec<String>,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl Failure {
@@ -60,7 +61,16 @@ impl Failure {
             exit,
             message: message.into(),
             hints: Vec::new(),
+            source: None,
         }
+    }
+
+    /// Keeps `source` (a module's own error) as the cause: its chain becomes the
+    /// `caused by:` lines.
+    #[must_use]
+    pub fn caused_by(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
     }
 
     /// Adds a `hint:` line telling the user how to fix it.
@@ -87,7 +97,13 @@ impl fmt::Display for Failure {
     }
 }
 
-impl std::error::Error for Failure {}
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// Finds the classification of an error: the outermost [`Failure`] in its chain.
 pub fn classify(err: &anyhow::Error) -> (Exit, Vec<String>) {
@@ -163,6 +179,22 @@ mod tests {
         assert_eq!(
             render(&err),
             "error: cannot create the build sandbox\n  caused by: no subordinate uid range for `alice`\nhint: add `alice:100000:65536` to `/etc/subuid`\n"
+        );
+    }
+
+    #[test]
+    fn failure_keeps_the_chain_of_its_source() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("registry `r.io` answered 401")]
+        struct Inner(#[source] std::io::Error);
+        let err = anyhow::Error::new(
+            Failure::new(Exit::Registry, "cannot pull `r.io/a`")
+                .caused_by(Inner(std::io::Error::other("reset"))),
+        );
+        assert_eq!(classify(&err).0, Exit::Registry);
+        assert_eq!(
+            render(&err),
+            "error: cannot pull `r.io/a`\n  caused by: registry `r.io` answered 401\n  caused by: reset\n"
         );
     }
 

@@ -13,6 +13,7 @@
 
 pub mod base;
 pub mod bins;
+pub mod fake_registry;
 pub mod gate;
 pub mod http;
 pub mod oci;

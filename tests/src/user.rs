@@ -36,6 +36,9 @@ pub struct TestUser {
     pub home: PathBuf,
     pub subuid: IdRange,
     pub subgid: IdRange,
+    /// `XDG_RUNTIME_DIR` of the user's commands (mode 0700, owned by the user), as a
+    /// login session would have; containers tools keep auth files and locks there.
+    pub runtime_dir: PathBuf,
     /// Whether the harness runs as root and switches to this user for each command.
     switch: bool,
 }
@@ -65,14 +68,15 @@ impl TestUser {
     }
 
     /// A command that runs `program` as the test user, with a clean environment
-    /// (`HOME`, `USER`, `LOGNAME`, a standard `PATH`, `LANG=C.UTF-8`; `CI`, `RBUILD_LOG` and
-    /// `NO_COLOR` pass through).
+    /// (`HOME`, `USER`, `LOGNAME`, `XDG_RUNTIME_DIR`, a standard `PATH`, `LANG=C.UTF-8`;
+    /// `CI`, `RBUILD_LOG` and `NO_COLOR` pass through).
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new(program);
         cmd.env_clear()
             .env("HOME", &self.home)
             .env("USER", &self.name)
             .env("LOGNAME", &self.name)
+            .env("XDG_RUNTIME_DIR", &self.runtime_dir)
             .env(
                 "PATH",
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -240,6 +244,12 @@ fn lookup(name: &str, switch: bool) -> Result<TestUser, Missing> {
             fix,
         )
     })?;
+    let runtime_dir = runtime_dir(uid, gid, switch).map_err(|e| {
+        Missing::new(
+            format!("cannot create a runtime directory for `{name}`: {e}"),
+            "make the temporary directory writable",
+        )
+    })?;
     Ok(TestUser {
         name: name.to_owned(),
         uid,
@@ -247,8 +257,31 @@ fn lookup(name: &str, switch: bool) -> Result<TestUser, Missing> {
         home,
         subuid,
         subgid,
+        runtime_dir,
         switch,
     })
+}
+
+/// `$TMPDIR/rbuild-e2e-run-<uid>`, mode 0700, owned by the user.
+fn runtime_dir(uid: u32, gid: u32, switch: bool) -> std::io::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("rbuild-e2e-run-{uid}"));
+    match fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    if switch {
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid))?;
+    }
+    let meta = fs::symlink_metadata(&dir)?;
+    if !meta.is_dir() || meta.uid() != uid {
+        return Err(std::io::Error::other(format!(
+            "`{}` exists and is not a directory owned by uid {uid}",
+            dir.display()
+        )));
+    }
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+    Ok(dir)
 }
 
 /// `(uid, gid, home)` of a user from the name service.

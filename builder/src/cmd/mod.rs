@@ -5,6 +5,9 @@ pub mod build;
 pub mod check;
 pub mod doctor;
 pub mod explain;
+pub mod prune;
+pub mod pull;
+pub mod push;
 pub mod run;
 
 use crate::outcome::{Exit, Failure};

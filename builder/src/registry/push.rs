@@ -1,0 +1,511 @@
+//! Push: blobs (skipped when the registry has them, mounted across repositories when it
+//! can, else uploaded in one `PUT` or in `PATCH` chunks), then manifests, then the index.
+
+use std::io::{Read as _, Seek as _};
+
+use futures_util::stream::{self, StreamExt as _, TryStreamExt as _};
+use reqwest::header::{
+    CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION,
+};
+use reqwest::{Method, StatusCode};
+
+use super::client::{Access, Call, Client};
+use super::error::RegistryError;
+use super::reference::ImageRef;
+use super::{Event, Pushed};
+use crate::image::{BlobSource, Descriptor, Document, Platform, media, read_document};
+use crate::store::{Digest, StoreError};
+
+/// Size of one read from a blob file while streaming it to the registry.
+const READ_SIZE: usize = 256 << 10;
+
+pub(crate) struct Pusher<'a> {
+    pub client: &'a Client,
+    pub source: &'a dyn BlobSource,
+    pub events: &'a (dyn Fn(Event) + Send + Sync),
+}
+
+/// A request body streaming `len` bytes of `path` from `offset`, read off the async threads.
+fn file_body(path: std::path::PathBuf, offset: u64, len: u64) -> reqwest::Body {
+    let state = (path, offset, len, None::<std::fs::File>);
+    let s = stream::unfold(state, |(path, offset, left, file)| async move {
+        if left == 0 {
+            return None;
+        }
+        let want = usize::try_from(left.min(READ_SIZE as u64)).unwrap_or(READ_SIZE);
+        let p = path.clone();
+        let res =
+            tokio::task::spawn_blocking(move || -> std::io::Result<(Vec<u8>, std::fs::File)> {
+                let mut f = if let Some(f) = file {
+                    f
+                } else {
+                    let mut f = std::fs::File::open(&p)?;
+                    f.seek(std::io::SeekFrom::Start(offset))?;
+                    f
+                };
+                let mut buf = vec![0u8; want];
+                let n = f.read(&mut buf)?;
+                buf.truncate(n);
+                Ok((buf, f))
+            })
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r);
+        match res {
+            Ok((buf, _)) if buf.is_empty() => Some((
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("`{}` ended early", path.display()),
+                )),
+                (path, offset, 0, None),
+            )),
+            Ok((buf, f)) => {
+                let n = buf.len() as u64;
+                Some((Ok(buf), (path, offset, left - n, Some(f))))
+            }
+            Err(e) => Some((Err(e), (path, offset, 0, None))),
+        }
+    });
+    reqwest::Body::wrap_stream(s)
+}
+
+impl Pusher<'_> {
+    fn base(&self, dest: &ImageRef) -> String {
+        format!("{}/v2/{}", self.client.base_url(dest), dest.repository())
+    }
+
+    fn absolute(&self, dest: &ImageRef, location: &str) -> String {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_owned()
+        } else {
+            format!("{}{location}", self.client.base_url(dest))
+        }
+    }
+
+    fn location(
+        &self,
+        dest: &ImageRef,
+        resp: &reqwest::Response,
+        call: &Call<'_>,
+    ) -> Result<String, RegistryError> {
+        resp.headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(|l| self.absolute(dest, l))
+            .ok_or_else(|| RegistryError::Protocol {
+                host: dest.api_host().to_owned(),
+                request: call.describe(),
+                detail: format!("{} without a `Location` header", resp.status()),
+            })
+    }
+
+    /// Pushes `root` (a manifest or an index) from the source to `dest`. With `platform`,
+    /// an index is narrowed to that platform's manifest.
+    pub(super) async fn push(
+        &self,
+        root: &Descriptor,
+        dest: &ImageRef,
+        platform: Option<&Platform>,
+    ) -> Result<Pushed, RegistryError> {
+        let bytes = read_document(self.source, &root.digest)?;
+        let host = dest.api_host().to_owned();
+        let bad = |source| RegistryError::BadDocument {
+            host: host.clone(),
+            reference: root.digest.to_string(),
+            source,
+        };
+        let (doc, media_type) = Document::parse(&bytes, Some(&root.media_type)).map_err(bad)?;
+        let tag = match (dest.digest(), dest.tag()) {
+            (Some(_), _) => None,
+            (None, t) => Some(t.unwrap_or("latest").to_owned()),
+        };
+        let mut root = root.clone();
+        root.media_type.clone_from(&media_type);
+        let pushed = match doc {
+            Document::Manifest(m) => {
+                self.push_image_blobs(dest, &m).await?;
+                self.put_manifest(dest, &root, &bytes, tag.as_deref())
+                    .await?
+            }
+            Document::Index(index) => {
+                if let Some(p) = platform {
+                    let Some(child) = index.select(p).first().copied() else {
+                        return Err(RegistryError::NoPlatform {
+                            reference: root.digest.to_string(),
+                            wanted: p.clone(),
+                            available: index.platforms(),
+                        });
+                    };
+                    return Box::pin(self.push(child, dest, None)).await;
+                }
+                for child in &index.manifests {
+                    if !self.source.has(&child.digest, child.size) {
+                        return Err(RegistryError::Store(StoreError::Missing(
+                            child.digest.clone(),
+                        )));
+                    }
+                }
+                for child in &index.manifests {
+                    let child_bytes = read_document(self.source, &child.digest)?;
+                    let (child_doc, _) =
+                        Document::parse(&child_bytes, Some(&child.media_type)).map_err(bad)?;
+                    if let Document::Manifest(m) = child_doc {
+                        self.push_image_blobs(dest, &m).await?;
+                    }
+                    self.put_manifest(dest, child, &child_bytes, None).await?;
+                }
+                self.put_manifest(dest, &root, &bytes, tag.as_deref())
+                    .await?
+            }
+        };
+        if let Some(want) = dest.digest()
+            && want != &pushed.digest
+        {
+            return Err(RegistryError::Protocol {
+                host,
+                request: format!("PUT /v2/{}/manifests/{want}", dest.repository()),
+                detail: format!("the pushed content has digest `{}`", pushed.digest),
+            });
+        }
+        Ok(Pushed {
+            reference: dest.clone(),
+            descriptor: pushed,
+        })
+    }
+
+    async fn push_image_blobs(
+        &self,
+        dest: &ImageRef,
+        m: &crate::image::Manifest,
+    ) -> Result<(), RegistryError> {
+        let mut blobs: Vec<&Descriptor> = vec![&m.config];
+        for l in &m.layers {
+            if !blobs.iter().any(|b| b.digest == l.digest) {
+                blobs.push(l);
+            }
+        }
+        let limit = self.client.options.max_concurrent_uploads.max(1);
+        stream::iter(blobs.into_iter().map(|d| self.push_blob(dest, d)))
+            .buffer_unordered(limit)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    /// Makes sure the registry has the blob; retries a failed upload from the start.
+    async fn push_blob(&self, dest: &ImageRef, desc: &Descriptor) -> Result<(), RegistryError> {
+        let head = Call {
+            image: dest,
+            access: Access::Push { mount_from: None },
+            method: Method::HEAD,
+            url: format!("{}/blobs/{}", self.base(dest), desc.digest),
+            headers: HeaderMap::new(),
+            body: None,
+        };
+        let resp = self.client.send(&head).await?;
+        match resp.status() {
+            StatusCode::OK => {
+                (self.events)(Event::BlobExists {
+                    digest: desc.digest.clone(),
+                    size: desc.size,
+                });
+                return Ok(());
+            }
+            StatusCode::NOT_FOUND => {}
+            _ => return Err(self.client.status_error(&head, resp, 1).await),
+        }
+        // Never send content that does not match its digest: check it once, up front.
+        let path = self.source.blob_path(&desc.digest);
+        {
+            let mut reader = self.source.open(&desc.digest)?;
+            let digest = desc.digest.clone();
+            let size = tokio::task::spawn_blocking(move || {
+                std::io::copy(&mut reader, &mut std::io::sink())
+            })
+            .await
+            .map_err(|e| {
+                RegistryError::Store(StoreError::Io {
+                    path: path.clone(),
+                    source: std::io::Error::other(e),
+                })
+            })?
+            .map_err(|source| {
+                match source
+                    .get_ref()
+                    .and_then(|e| e.downcast_ref::<crate::store::Corrupt>())
+                {
+                    Some(c) => RegistryError::Store(StoreError::DigestMismatch {
+                        expected: c.expected.clone(),
+                        actual: c.actual.clone(),
+                        size: c.size,
+                    }),
+                    None => RegistryError::Store(StoreError::Io {
+                        path: path.clone(),
+                        source,
+                    }),
+                }
+            })?;
+            if size != desc.size {
+                return Err(RegistryError::Store(StoreError::SizeMismatch {
+                    digest,
+                    expected: desc.size,
+                    actual: size,
+                }));
+            }
+        }
+        let attempts = 3;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.upload(dest, desc, &path).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < attempts && retryable(&e) => {
+                    tracing::debug!(digest = %desc.digest, error = %e, "blob upload failed; starting it again");
+                    tokio::time::sleep(self.client.options.retry.delay(attempt - 1)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn upload(
+        &self,
+        dest: &ImageRef,
+        desc: &Descriptor,
+        path: &std::path::Path,
+    ) -> Result<(), RegistryError> {
+        let host = dest.api_host().to_owned();
+        // Mount from the repository the blob was pulled from, when that is on this registry.
+        let mount_from = self.source.origin().and_then(|origin| {
+            let (registry, repo) = origin.split_once('/')?;
+            (registry == dest.registry() && repo != dest.repository()).then(|| repo.to_owned())
+        });
+        let mut url = format!("{}/blobs/uploads/", self.base(dest));
+        if let Some(from) = &mount_from {
+            let mut u = reqwest::Url::parse(&url).map_err(|_| RegistryError::Protocol {
+                host: host.clone(),
+                request: format!("POST {url}"),
+                detail: "bad upload URL".into(),
+            })?;
+            u.query_pairs_mut()
+                .append_pair("mount", &desc.digest.to_string())
+                .append_pair("from", from);
+            url = u.to_string();
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        let start = Call {
+            image: dest,
+            access: Access::Push {
+                mount_from: mount_from.clone(),
+            },
+            method: Method::POST,
+            url,
+            headers,
+            body: None,
+        };
+        let resp = self.client.send(&start).await?;
+        match resp.status() {
+            StatusCode::CREATED if mount_from.is_some() => {
+                (self.events)(Event::BlobMounted {
+                    digest: desc.digest.clone(),
+                    size: desc.size,
+                    from: mount_from.unwrap_or_default(),
+                });
+                return Ok(());
+            }
+            StatusCode::ACCEPTED => {}
+            _ => return Err(self.client.status_error(&start, resp, 1).await),
+        }
+        let mut location = self.location(dest, &resp, &start)?;
+        let min_chunk = resp
+            .headers()
+            .get("oci-chunk-min-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        let chunk = self.client.options.chunk_size.max(min_chunk).max(1);
+        let access = Access::Push { mount_from: None };
+        if desc.size > chunk {
+            let mut offset = 0u64;
+            while offset < desc.size {
+                let len = chunk.min(desc.size - offset);
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+                headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+                headers.insert(
+                    CONTENT_RANGE,
+                    HeaderValue::from_str(&format!("{offset}-{}", offset + len - 1))
+                        .expect("a range is valid header text"),
+                );
+                let p = path.to_path_buf();
+                let body = move || file_body(p.clone(), offset, len);
+                let call = Call {
+                    image: dest,
+                    access: access.clone(),
+                    method: Method::PATCH,
+                    url: location.clone(),
+                    headers,
+                    body: Some(&body),
+                };
+                let resp = self.client.send(&call).await?;
+                if resp.status() != StatusCode::ACCEPTED {
+                    return Err(self.client.status_error(&call, resp, 1).await);
+                }
+                location = self.location(dest, &resp, &call)?;
+                offset += len;
+                (self.events)(Event::BlobProgress {
+                    digest: desc.digest.clone(),
+                    done: offset,
+                    size: desc.size,
+                });
+            }
+            let url = with_digest(&location, &desc.digest);
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+            let call = Call {
+                image: dest,
+                access,
+                method: Method::PUT,
+                url,
+                headers,
+                body: None,
+            };
+            let resp = self.client.send(&call).await?;
+            self.check_created(&call, resp, &desc.digest).await?;
+        } else {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(desc.size));
+            let p = path.to_path_buf();
+            let size = desc.size;
+            let body = move || file_body(p.clone(), 0, size);
+            let call = Call {
+                image: dest,
+                access,
+                method: Method::PUT,
+                url: with_digest(&location, &desc.digest),
+                headers,
+                body: Some(&body),
+            };
+            let resp = self.client.send(&call).await?;
+            self.check_created(&call, resp, &desc.digest).await?;
+        }
+        (self.events)(Event::BlobUploaded {
+            digest: desc.digest.clone(),
+            size: desc.size,
+        });
+        Ok(())
+    }
+
+    async fn check_created(
+        &self,
+        call: &Call<'_>,
+        resp: reqwest::Response,
+        digest: &Digest,
+    ) -> Result<(), RegistryError> {
+        if resp.status() != StatusCode::CREATED {
+            return Err(self.client.status_error(call, resp, 1).await);
+        }
+        if let Some(got) = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<Digest>().ok())
+            && got.algorithm() == digest.algorithm()
+            && &got != digest
+        {
+            return Err(RegistryError::Protocol {
+                host: call.image.api_host().to_owned(),
+                request: call.describe(),
+                detail: format!("it stored `{digest}` as `{got}`"),
+            });
+        }
+        Ok(())
+    }
+
+    async fn put_manifest(
+        &self,
+        dest: &ImageRef,
+        desc: &Descriptor,
+        bytes: &[u8],
+        tag: Option<&str>,
+    ) -> Result<Descriptor, RegistryError> {
+        let reference = tag.map_or_else(|| desc.digest.to_string(), str::to_owned);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_str(&desc.media_type)
+                .unwrap_or(HeaderValue::from_static(media::OCI_MANIFEST)),
+        );
+        let body_bytes = bytes.to_vec();
+        let body = move || reqwest::Body::from(body_bytes.clone());
+        let call = Call {
+            image: dest,
+            access: Access::Push { mount_from: None },
+            method: Method::PUT,
+            url: format!("{}/manifests/{reference}", self.base(dest)),
+            headers,
+            body: Some(&body),
+        };
+        let resp = self.client.send(&call).await?;
+        self.check_created(&call, resp, &desc.digest).await?;
+        (self.events)(Event::ManifestPushed {
+            digest: desc.digest.clone(),
+            reference,
+        });
+        let mut d = Descriptor::new(
+            desc.media_type.clone(),
+            desc.digest.clone(),
+            bytes.len() as u64,
+        );
+        d.platform.clone_from(&desc.platform);
+        Ok(d)
+    }
+}
+
+/// `location` with `digest=<digest>` added to its query.
+fn with_digest(location: &str, digest: &Digest) -> String {
+    if let Ok(mut u) = reqwest::Url::parse(location) {
+        u.query_pairs_mut()
+            .append_pair("digest", &digest.to_string());
+        u.to_string()
+    } else {
+        let sep = if location.contains('?') { '&' } else { '?' };
+        format!("{location}{sep}digest={digest}")
+    }
+}
+
+/// Whether a failed blob upload is worth starting again.
+fn retryable(e: &RegistryError) -> bool {
+    match e {
+        RegistryError::Connect { .. } | RegistryError::Protocol { .. } => true,
+        RegistryError::Status { status, .. } | RegistryError::NotFound { status, .. } => {
+            status.starts_with('5') || status.starts_with("404") || status.starts_with("416")
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_goes_into_the_upload_query() {
+        let d = Digest::sha256_of(b"");
+        assert_eq!(
+            with_digest("http://r/v2/a/blobs/uploads/u1?_state=x", &d),
+            format!(
+                "http://r/v2/a/blobs/uploads/u1?_state=x&digest=sha256%3A{}",
+                d.hex()
+            )
+        );
+    }
+}
