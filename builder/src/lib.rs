@@ -2,16 +2,19 @@
 //!
 //! The crate is a library with one binary. Data flows top to bottom through the modules
 //! named in `ARCHITECTURE.md` (frontend, solver, sandbox, layers, image, registry);
-//! `diagnose` and `progress` cut across them. At this stage only the command-line shell
-//! and the outcome renderer exist; each later module arrives with its own issue.
+//! `diagnose` and `progress` cut across them. `sandbox` (with `arch` and `layer`) runs
+//! images in unprivileged namespaces; the other modules arrive with their own issues.
 
+pub mod arch;
 pub mod cli;
 pub mod cmd;
 pub mod diagnose;
+pub mod dockerfile;
 pub mod envvars;
 pub mod image;
 pub mod layer;
 pub mod outcome;
 pub mod progress;
 pub mod registry;
+pub mod sandbox;
 pub mod store;

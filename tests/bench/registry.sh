@@ -1,6 +1,7 @@
 #!/bin/bash
 # registry.sh: pull and push throughput of a 200 MiB layer against a loopback registry,
-# rbuild beside `skopeo copy` of the same image, with each tool's peak RSS.
+# and export of the same image to an OCI archive, rbuild beside `skopeo copy` of the same
+# image, with each tool's peak RSS.
 #
 #   tests/bench/registry.sh                 # RUNS=3, SIZE_MIB=200
 #   RUNS=1 SIZE_MIB=1024 tests/bench/registry.sh
@@ -90,6 +91,10 @@ for run in $(seq "$RUNS"); do
   rm -rf "$WORK/cache-pull" "$WORK/skopeo-pull"
   measure "pull rbuild" "$RBUILD" pull --cache-dir "$WORK/cache-pull" "$R/bench:r"
   measure "pull skopeo" skopeo copy --quiet --src-tls-verify=false "docker://$R/bench:r" "oci:$WORK/skopeo-pull:bench"
+  # export: layout -> OCI layout tar
+  rm -f "$WORK/rbuild.tar" "$WORK/skopeo.tar"
+  measure "export rbuild" "$RBUILD" push --cache-dir "$WORK/cache-push" "oci-layout://$LAYOUT:bench" "oci-archive:$WORK/rbuild.tar"
+  measure "export skopeo" skopeo copy --quiet "oci:$LAYOUT:bench" "oci-archive:$WORK/skopeo.tar"
   # rbuild stored exactly the layer it was sent
   [ -f "$WORK/cache-pull/blobs/sha256/${LAYER_DIGEST#sha256:}" ] || { echo "error: rbuild did not store the layer" >&2; exit 1; }
   for r in "${REGS[@]}"; do "$TESTENV" registry stop --dir "$r" >/dev/null 2>&1 || true; rm -rf "$r"; done
@@ -100,14 +105,14 @@ MIB=$(awk -v s="$LAYER_SIZE" 'BEGIN { printf "%.1f", s / 1048576 }')
 echo
 echo "Registry transfer of one ${MIB} MiB uncompressed layer, loopback registry, medians of $RUNS runs"
 echo
-printf '| %-12s | %8s | %8s | %13s |\n' operation seconds 'MiB/s' 'peak RSS MiB'
-printf '|%s|%s|%s|%s|\n' ------------- ---------- ---------- ---------------
+printf '| %-13s | %8s | %8s | %13s |\n' operation seconds 'MiB/s' 'peak RSS MiB'
+printf '|%s|%s|%s|%s|\n' --------------- ---------- ---------- ---------------
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-for op in "push rbuild" "push skopeo" "pull rbuild" "pull skopeo"; do
+for op in "push rbuild" "push skopeo" "pull rbuild" "pull skopeo" "export rbuild" "export skopeo"; do
   t=$(grep "^$op " "$RESULTS" | awk '{ print $3 }' | median)
   r=$(grep "^$op " "$RESULTS" | awk '{ print $4 }' | median)
   awk -v op="$op" -v t="$t" -v r="$r" -v size="$LAYER_SIZE" 'BEGIN {
-    printf "| %-12s | %8.2f | %8.1f | %13.1f |\n", op, t, (t > 0 ? size / 1048576 / t : 0), r / 1024 }'
+    printf "| %-13s | %8.2f | %8.1f | %13.1f |\n", op, t, (t > 0 ? size / 1048576 / t : 0), r / 1024 }'
 done
 echo
 echo "peak RSS is the largest process (/usr/bin/time %M); rbuild target: under 64 MiB whatever the layer size"

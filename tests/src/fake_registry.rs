@@ -3,9 +3,11 @@
 //! missing or wrong `Docker-Content-Digest`.
 //!
 //! It serves one repository's manifests and blobs from memory over plain HTTP/1.1 on
-//! 127.0.0.1 (keep-alive, `Range` on blobs), logs every request with its arrival time, and
-//! asks a test-supplied [`Hostile`] hook first: the hook may answer instead (see [`Reply`]).
-//! Everything else follows the distribution spec. The server thread stops on drop.
+//! 127.0.0.1 (keep-alive, `Range` on blobs), accepts pushes (upload sessions with `POST`,
+//! `PATCH` with `Content-Range`, status `GET`, `PUT ?digest=`, `DELETE`; manifest `PUT`),
+//! logs every request with its arrival time, and asks a test-supplied [`Hostile`] hook
+//! first: the hook may answer instead (see [`Reply`]). Everything else follows the
+//! distribution spec. The server thread stops on drop.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -49,6 +51,10 @@ pub enum Reply {
     Cut { body: Vec<u8>, send: usize },
     /// Close the connection without answering.
     Hangup,
+    /// For an upload `PATCH` or `PUT`: store only the first `keep` bytes of the body in
+    /// the session (as a registry does when the connection breaks mid-body), then close
+    /// the connection without answering.
+    Partial { keep: usize },
 }
 
 impl Reply {
@@ -98,10 +104,20 @@ impl Content {
     }
 }
 
+/// What was pushed to the fake: upload sessions in progress, finished blobs, manifests.
+#[derive(Debug, Default)]
+struct Pushed {
+    next_session: usize,
+    sessions: BTreeMap<String, Vec<u8>>,
+    blobs: BTreeMap<String, Vec<u8>>,
+    manifests: BTreeMap<String, Vec<u8>>,
+}
+
 /// A running fake registry.
 pub struct FakeRegistry {
     addr: SocketAddr,
     log: Arc<Mutex<Vec<Seen>>>,
+    pushed: Arc<Mutex<Pushed>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -125,8 +141,9 @@ impl FakeRegistry {
             .local_addr()
             .expect("a bound socket has an address");
         let log = Arc::new(Mutex::new(Vec::new()));
+        let pushed = Arc::new(Mutex::new(Pushed::default()));
         let stop = Arc::new(AtomicBool::new(false));
-        let shared = Arc::new((content, Box::new(hostile) as Box<Hostile>));
+        let shared = Arc::new((content, Box::new(hostile) as Box<Hostile>, pushed.clone()));
         let (log2, stop2) = (log.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             for conn in listener.incoming() {
@@ -135,12 +152,15 @@ impl FakeRegistry {
                 }
                 let Ok(conn) = conn else { continue };
                 let (log, shared) = (log2.clone(), shared.clone());
-                std::thread::spawn(move || serve(conn, &log, &shared.0, &*shared.1, addr));
+                std::thread::spawn(move || {
+                    serve(conn, &log, &shared.0, &*shared.1, &shared.2, addr);
+                });
             }
         });
         FakeRegistry {
             addr,
             log,
+            pushed,
             stop,
             thread: Some(thread),
         }
@@ -155,6 +175,21 @@ impl FakeRegistry {
     pub fn requests(&self) -> Vec<Seen> {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
+
+    /// A blob pushed to the fake (complete and verified), by digest.
+    pub fn pushed_blob(&self, digest: &str) -> Option<Vec<u8>> {
+        lock(&self.pushed).blobs.get(digest).cloned()
+    }
+
+    /// A manifest pushed to the fake, by tag or digest.
+    pub fn pushed_manifest(&self, reference: &str) -> Option<Vec<u8>> {
+        lock(&self.pushed).manifests.get(reference).cloned()
+    }
+
+    /// Upload sessions still open (started, neither finished nor cancelled).
+    pub fn open_sessions(&self) -> usize {
+        lock(&self.pushed).sessions.len()
+    }
 }
 
 impl Drop for FakeRegistry {
@@ -167,11 +202,16 @@ impl Drop for FakeRegistry {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn serve(
     conn: TcpStream,
     log: &Mutex<Vec<Seen>>,
     content: &Content,
     hostile: &Hostile,
+    pushed: &Mutex<Pushed>,
     addr: SocketAddr,
 ) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
@@ -224,7 +264,8 @@ fn serve(
             l.push(seen.clone());
             l.len() - 1
         };
-        let reply = hostile(&seen, count).unwrap_or_else(|| normal(&seen, content, addr));
+        let reply =
+            hostile(&seen, count).unwrap_or_else(|| normal(&seen, &body, content, pushed, addr));
         let head_only = seen.method == "HEAD";
         match reply {
             Reply::Status {
@@ -244,6 +285,16 @@ fn serve(
                 return;
             }
             Reply::Hangup => {
+                let _ = out.shutdown(Shutdown::Both);
+                return;
+            }
+            Reply::Partial { keep } => {
+                let path = seen.path.split('?').next().unwrap_or(&seen.path);
+                if let Some(id) = path.rsplit_once("/blobs/uploads/").map(|(_, id)| id)
+                    && let Some(session) = lock(pushed).sessions.get_mut(id)
+                {
+                    session.extend_from_slice(&body[..keep.min(body.len())]);
+                }
                 let _ = out.shutdown(Shutdown::Both);
                 return;
             }
@@ -284,7 +335,13 @@ fn error_body(code: &str, message: &str) -> Vec<u8> {
 }
 
 /// What a well-behaved registry answers.
-fn normal(seen: &Seen, content: &Content, _addr: SocketAddr) -> Reply {
+fn normal(
+    seen: &Seen,
+    body: &[u8],
+    content: &Content,
+    pushed: &Mutex<Pushed>,
+    _addr: SocketAddr,
+) -> Reply {
     let path = seen.path.split('?').next().unwrap_or(&seen.path);
     if path == "/v2/" {
         return Reply::status(200, &[], "{}");
@@ -292,6 +349,9 @@ fn normal(seen: &Seen, content: &Content, _addr: SocketAddr) -> Reply {
     let Some(rest) = path.strip_prefix("/v2/") else {
         return Reply::status(404, &[], "");
     };
+    if let Some(reply) = push_side(seen, rest, body, content, pushed) {
+        return reply;
+    }
     if let Some((_, reference)) = rest.rsplit_once("/manifests/") {
         return match content.manifests.get(reference) {
             Some((mt, bytes)) => Reply::Status {
@@ -342,6 +402,146 @@ fn normal(seen: &Seen, content: &Content, _addr: SocketAddr) -> Reply {
         };
     }
     Reply::status(404, &[], "")
+}
+
+/// `Range: 0-<last byte>` of an upload session, as the distribution registry writes it.
+fn range_of(len: usize) -> String {
+    format!("0-{}", len.saturating_sub(1))
+}
+
+/// The push half of the protocol: upload sessions, blob `HEAD`, manifest `PUT`.
+fn push_side(
+    seen: &Seen,
+    rest: &str,
+    body: &[u8],
+    content: &Content,
+    pushed: &Mutex<Pushed>,
+) -> Option<Reply> {
+    let query = seen.path.split_once('?').map_or("", |(_, q)| q);
+    let mut p = lock(pushed);
+    if let Some((repo, id)) = rest.split_once("/blobs/uploads/") {
+        let session_url = |id: &str| format!("/v2/{repo}/blobs/uploads/{id}");
+        return Some(match (seen.method.as_str(), id) {
+            ("POST", "") => {
+                p.next_session += 1;
+                let id = format!("session-{}", p.next_session);
+                p.sessions.insert(id.clone(), Vec::new());
+                Reply::status(
+                    202,
+                    &[("Location", &session_url(&id)), ("Range", "0-0")],
+                    "",
+                )
+            }
+            (_, id) if !p.sessions.contains_key(id) => Reply::Status {
+                status: 404,
+                headers: vec![],
+                body: error_body("BLOB_UPLOAD_UNKNOWN", "blob upload unknown"),
+            },
+            ("GET", id) => {
+                let len = p.sessions[id].len();
+                Reply::status(
+                    204,
+                    &[("Location", &session_url(id)), ("Range", &range_of(len))],
+                    "",
+                )
+            }
+            ("DELETE", id) => {
+                p.sessions.remove(id);
+                Reply::status(204, &[], "")
+            }
+            ("PATCH", id) => {
+                let have = p.sessions[id].len();
+                let start = seen
+                    .header("content-range")
+                    .and_then(|r| r.split('-').next())
+                    .and_then(|s| s.parse::<usize>().ok());
+                if start.is_some_and(|s| s != have) {
+                    return Some(Reply::Status {
+                        status: 416,
+                        headers: vec![("Range".into(), range_of(have))],
+                        body: error_body("BLOB_UPLOAD_INVALID", "range does not match"),
+                    });
+                }
+                let session = p.sessions.get_mut(id).expect("checked above");
+                session.extend_from_slice(body);
+                let len = session.len();
+                Reply::status(
+                    202,
+                    &[("Location", &session_url(id)), ("Range", &range_of(len))],
+                    "",
+                )
+            }
+            ("PUT", id) => {
+                let mut data = p.sessions.remove(id).unwrap_or_default();
+                data.extend_from_slice(body);
+                let want = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("digest="))
+                    .map(|d| d.replace("%3A", ":").replace("%3a", ":"))
+                    .unwrap_or_default();
+                if sha256_digest(&data) != want {
+                    return Some(Reply::Status {
+                        status: 400,
+                        headers: vec![],
+                        body: error_body(
+                            "DIGEST_INVALID",
+                            "provided digest did not match uploaded content",
+                        ),
+                    });
+                }
+                p.blobs.insert(want.clone(), data);
+                Reply::status(
+                    201,
+                    &[
+                        ("Location", &format!("/v2/{repo}/blobs/{want}")),
+                        ("Docker-Content-Digest", &want),
+                    ],
+                    "",
+                )
+            }
+            _ => Reply::status(405, &[], ""),
+        });
+    }
+    if seen.method == "HEAD"
+        && let Some((_, digest)) = rest.rsplit_once("/blobs/")
+    {
+        let size = p
+            .blobs
+            .get(digest)
+            .or_else(|| content.blobs.get(digest))
+            .map(Vec::len);
+        return Some(match size {
+            // The fake sends no body for HEAD; Content-Length is what the body would be.
+            Some(_) => Reply::status(200, &[("Docker-Content-Digest", digest)], ""),
+            None => Reply::status(404, &[], ""),
+        });
+    }
+    if seen.method == "PUT"
+        && let Some((_, reference)) = rest.rsplit_once("/manifests/")
+    {
+        let digest = sha256_digest(body);
+        p.manifests.insert(reference.to_owned(), body.to_vec());
+        p.manifests.insert(digest.clone(), body.to_vec());
+        return Some(Reply::status(
+            201,
+            &[("Docker-Content-Digest", &digest)],
+            "",
+        ));
+    }
+    None
+}
+
+/// Writes `content` (from [`tiny_image`]) as an OCI layout at `dir` whose `index.json`
+/// tags the manifest `tag`.
+pub fn write_layout(content: &Content, tag: &str, dir: &std::path::Path) -> std::io::Result<()> {
+    let layout = crate::oci::Layout::create(dir)?;
+    for bytes in content.blobs.values() {
+        layout.put_blob("application/octet-stream", bytes)?;
+    }
+    let (media_type, bytes) = &content.manifests[tag];
+    let mut d = layout.put_blob(media_type, bytes)?;
+    d["annotations"] = serde_json::json!({ crate::oci::REF_NAME: tag });
+    layout.write_index(&[d])
 }
 
 /// A small one-layer image for `linux/amd64`: (content, manifest digest, layer digest).

@@ -11,12 +11,15 @@
 //!
 //! Missing prerequisites skip a test locally and fail it in CI ([`require!`]).
 
+pub mod auth;
 pub mod base;
 pub mod bins;
+pub mod devtools;
 pub mod fake_registry;
 pub mod gate;
 pub mod http;
 pub mod oci;
+pub mod plain_user;
 pub mod registry;
 pub mod user;
 

@@ -543,3 +543,194 @@ fn registry_pushed_image_runs_under_podman() {
     .unwrap();
     assert_eq!(hello.trim(), "hello from root");
 }
+
+/// A layout beside the busybox copy whose `nested` tag is an index holding the busybox
+/// index as its only entry, without a platform (as nested indexes usually are).
+fn nested_layout(env: &Env, dir: &Path) -> (rbuild_e2e::oci::Layout, String) {
+    let copy = user_layout(env, dir);
+    let l = rbuild_e2e::oci::Layout::open(&copy).unwrap();
+    let inner = l.find_ref("latest").unwrap();
+    let inner_entry = serde_json::json!({
+        "mediaType": inner["mediaType"], "digest": inner["digest"], "size": inner["size"],
+    });
+    let outer = l
+        .put_json(
+            rbuild_e2e::oci::MEDIA_INDEX,
+            &serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": rbuild_e2e::oci::MEDIA_INDEX,
+                "manifests": [inner_entry],
+            }),
+        )
+        .unwrap();
+    let mut tagged = outer.clone();
+    tagged["annotations"] = serde_json::json!({ rbuild_e2e::oci::REF_NAME: "nested" });
+    let mut manifests = l.index().unwrap()["manifests"].as_array().unwrap().clone();
+    manifests.push(tagged);
+    l.write_index(&manifests).unwrap();
+    (l, outer["digest"].as_str().unwrap().to_owned())
+}
+
+#[test]
+fn registry_pull_and_push_follow_nested_indexes() {
+    let env = require!(Env::get());
+    let skopeo = require!(tool("/usr/bin/skopeo", "skopeo"));
+    require!(rbuild_e2e::registry::available());
+    require!(base::busybox());
+    let dir = env.user.tempdir().unwrap();
+    let (layout, outer) = nested_layout(&env, dir.path());
+    let reg = Registry::start().unwrap();
+    rbuild_e2e::oci::push(&layout, "nested", &reg.url(), "nested", "v1").unwrap();
+    let reference = format!("{}/nested:v1", reg.host());
+    let cache = dir.path().join("cache");
+    let cache_s = cache.to_str().unwrap();
+
+    // One platform: outer index, inner index, manifest, config, layer.
+    let out = rbuild(
+        &env,
+        dir.path(),
+        &[
+            "pull",
+            "--cache-dir",
+            cache_s,
+            "--platform",
+            "linux/arm64",
+            &reference,
+        ],
+    );
+    assert_eq!(ok(&out), outer);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("linux/arm64 sha256:"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(blob_files(&cache).len(), 5);
+
+    // Every platform, then a push elsewhere keeps the outer digest; skopeo resolves it.
+    ok(&rbuild(
+        &env,
+        dir.path(),
+        &[
+            "pull",
+            "--cache-dir",
+            cache_s,
+            "--all-platforms",
+            &reference,
+        ],
+    ));
+    assert_eq!(blob_files(&cache).len(), 2 + 2 * 3);
+    let dest = format!("{}/copied/nested:v1", reg.host());
+    assert_eq!(
+        ok(&rbuild(
+            &env,
+            dir.path(),
+            &["push", "--cache-dir", cache_s, &reference, &dest]
+        )),
+        outer
+    );
+    let (_, remote) = skopeo_raw(&env, &skopeo, &dest);
+    assert_eq!(remote, outer);
+
+    // One platform of the nested layout, exported: the arm64 manifest itself.
+    let arm = dir.path().join("arm.tar");
+    ok(&rbuild(
+        &env,
+        dir.path(),
+        &[
+            "push",
+            "--cache-dir",
+            cache_s,
+            "--platform",
+            "linux/arm64",
+            &format!("oci-layout://{}:nested", layout.root().display()),
+            &format!("oci-archive:{}", arm.display()),
+        ],
+    ));
+    let info = run_ok(
+        env.user
+            .command(&skopeo)
+            .current_dir(dir.path())
+            .args(["inspect", &format!("oci-archive:{}", arm.display())]),
+    )
+    .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&info).unwrap()["Architecture"],
+        "arm64"
+    );
+}
+
+#[test]
+fn registry_push_of_a_one_platform_pull_fetches_the_rest_from_its_origin() {
+    let env = require!(Env::get());
+    let skopeo = require!(tool("/usr/bin/skopeo", "skopeo"));
+    let (reg, reference) = require!(registry_with_busybox());
+    let dir = env.user.tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let cache_s = cache.to_str().unwrap();
+    let digest = ok(&rbuild(
+        &env,
+        dir.path(),
+        &[
+            "pull",
+            "--cache-dir",
+            cache_s,
+            "--platform",
+            "linux/arm64",
+            &reference,
+        ],
+    ));
+    let dest = format!("{}/partial/busybox:copy", reg.host());
+    let out = rbuild(
+        &env,
+        dir.path(),
+        &["push", "--cache-dir", cache_s, &reference, &dest],
+    );
+    assert_eq!(ok(&out), digest, "the whole index, with its digest");
+    let (_, remote) = skopeo_raw(&env, &skopeo, &dest);
+    assert_eq!(remote, digest);
+    for arch in ARCHES {
+        let info = run_ok(skopeo_cmd(&env, &skopeo).current_dir("/").args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("--override-arch={}", arch.oci),
+            &format!("docker://{dest}"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&info).unwrap()["Architecture"],
+            arch.oci
+        );
+    }
+}
+
+#[test]
+fn registry_pull_of_a_single_platform_image_for_another_platform_warns() {
+    let env = require!(Env::get());
+    require!(rbuild_e2e::registry::available());
+    let layout = require!(base::busybox());
+    let reg = Registry::start().unwrap();
+    rbuild_e2e::oci::push(&layout, "arm64", &reg.url(), "armonly", "v1").unwrap();
+    let dir = env.user.tempdir().unwrap();
+    let reference = format!("{}/armonly:v1", reg.host());
+    let out = rbuild(
+        &env,
+        dir.path(),
+        &[
+            "pull",
+            "--cache-dir",
+            dir.path().join("c").to_str().unwrap(),
+            "--platform",
+            "linux/amd64",
+            &reference,
+        ],
+    );
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "warning: `{reference}` was pulled for `linux/amd64`, but its config says it is for `linux/arm64`"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("base-image-missing-platform"), "{stderr}");
+}

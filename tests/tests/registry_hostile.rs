@@ -341,3 +341,167 @@ fn registry_hostile_manifest_digest_header_is_checked_and_may_be_missing() {
     assert_eq!(out.status.code(), Some(4), "{err}");
     assert!(err.contains("does not match"), "{err}");
 }
+
+#[test]
+fn registry_hostile_interrupted_download_is_kept_for_resume_and_pruned() {
+    let env = require!(Env::get());
+    let (content, _, layer) = tiny_image("v1", 500_000);
+    let blob = content.blobs[&layer].clone();
+    let layer2 = layer.clone();
+    // The layer never arrives whole: every answer is cut after 100 kB.
+    let fake = FakeRegistry::start(content, move |seen, _| {
+        is_get(seen, &format!("/blobs/{layer2}")).then(|| Reply::Cut {
+            body: blob.clone(),
+            send: 100_000,
+        })
+    });
+    let dir = env.user.tempdir().unwrap();
+    let out = pull(&env, dir.path(), &format!("{}/app:v1", fake.host()), &[]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let partial = format!("sha256-{}.partial", layer.trim_start_matches("sha256:"));
+    assert!(
+        leftovers(dir.path()).contains(&partial),
+        "{:?}",
+        leftovers(dir.path())
+    );
+
+    let mut cmd = env.rbuild();
+    cmd.current_dir(dir.path())
+        .args(["prune", "--cache-dir"])
+        .arg(dir.path().join("cache"));
+    let out = output(&mut cmd).unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("1 interrupted downloads"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        leftovers(dir.path()).is_empty(),
+        "{:?}",
+        leftovers(dir.path())
+    );
+}
+
+/// `rbuild push` of the tiny image's layout at `dir/layout` to `dest`, with `env_vars`.
+fn push_layout(env: &Env, dir: &Path, dest: &str, env_vars: &[(&str, &str)]) -> Output {
+    let mut cmd = env.rbuild();
+    cmd.current_dir(dir)
+        .args(["push", "--cache-dir"])
+        .arg(dir.join("cache"))
+        .arg(format!("oci-layout://{}:v1", dir.join("layout").display()))
+        .arg(dest);
+    for (k, v) in env_vars {
+        cmd.env(k, v);
+    }
+    output(&mut cmd).unwrap()
+}
+
+fn layout_for_push(env: &Env, dir: &Path, content: &rbuild_e2e::fake_registry::Content) {
+    let layout = dir.join("layout");
+    rbuild_e2e::fake_registry::write_layout(content, "v1", &layout).unwrap();
+    rbuild_e2e::user::run_ok(
+        std::process::Command::new("chown")
+            .arg("-R")
+            .arg(format!("{}:{}", env.user.uid, env.user.gid))
+            .arg(&layout),
+    )
+    .unwrap();
+}
+
+#[test]
+fn registry_hostile_chunked_upload_resumes_where_the_registry_stopped() {
+    let env = require!(Env::get());
+    let (content, manifest, layer) = tiny_image("v1", 600_000);
+    let dir = env.user.tempdir().unwrap();
+    layout_for_push(&env, dir.path(), &content);
+    let want = content.blobs[&layer].clone();
+    // The second chunk breaks after the registry kept 50 000 of its 200 000 bytes.
+    let fake = FakeRegistry::start(rbuild_e2e::fake_registry::Content::default(), |seen, _| {
+        static PATCHES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        (seen.method == "PATCH" && PATCHES.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1)
+            .then_some(Reply::Partial { keep: 50_000 })
+    });
+    let out = push_layout(
+        &env,
+        dir.path(),
+        &format!("{}/app:v1", fake.host()),
+        &[("RBUILD_PUSH_CHUNK_SIZE", "200000")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), manifest);
+    assert!(stderr(&out).contains("resume"), "{}", stderr(&out));
+    assert_eq!(fake.pushed_blob(&layer).as_deref(), Some(&want[..]));
+    assert!(fake.pushed_manifest("v1").is_some());
+
+    // One session for the layer: it asked where the session stood and went on from there.
+    let log = fake.requests();
+    let layer_session: Vec<&Seen> = log
+        .iter()
+        .filter(|s| s.method == "PATCH" || (s.method == "GET" && s.path.contains("/uploads/")))
+        .collect();
+    let shape: Vec<(String, Option<&str>)> = layer_session
+        .iter()
+        .map(|s| (s.method.clone(), s.header("content-range")))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("PATCH".to_owned(), Some("0-199999")),
+            ("PATCH".to_owned(), Some("200000-399999")),
+            ("GET".to_owned(), None),
+            ("PATCH".to_owned(), Some("250000-449999")),
+            ("PATCH".to_owned(), Some("450000-599999")),
+        ],
+        "{shape:?}"
+    );
+    let posts = log.iter().filter(|s| s.method == "POST").count();
+    assert_eq!(posts, 2, "one session for the config, one for the layer");
+    assert_eq!(fake.open_sessions(), 0);
+}
+
+#[test]
+fn registry_hostile_failed_monolithic_upload_restarts_on_a_new_session() {
+    let env = require!(Env::get());
+    let (content, manifest, layer) = tiny_image("v1", 100_000);
+    let dir = env.user.tempdir().unwrap();
+    layout_for_push(&env, dir.path(), &content);
+    let want = content.blobs[&layer].clone();
+    let layer2 = layer.clone();
+    // The first PUT of the layer breaks after the registry kept 30 000 bytes of it.
+    let fake = FakeRegistry::start(
+        rbuild_e2e::fake_registry::Content::default(),
+        move |seen, _| {
+            static FIRST: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+            let digest_q = layer2.replace(':', "%3A");
+            (seen.method == "PUT"
+                && seen.path.contains("/uploads/")
+                && seen.path.contains(&digest_q)
+                && FIRST.swap(false, std::sync::atomic::Ordering::SeqCst))
+            .then_some(Reply::Partial { keep: 30_000 })
+        },
+    );
+    let out = push_layout(&env, dir.path(), &format!("{}/app:v1", fake.host()), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), manifest);
+    assert_eq!(fake.pushed_blob(&layer).as_deref(), Some(&want[..]));
+    let log = fake.requests();
+    let digest_q = layer.replace(':', "%3A");
+    let puts: Vec<&str> = log
+        .iter()
+        .filter(|s| s.method == "PUT" && s.path.contains(&digest_q))
+        .map(|s| s.path.split('?').next().unwrap())
+        .collect();
+    assert_eq!(puts.len(), 2, "{puts:?}");
+    assert_ne!(puts[0], puts[1], "the second PUT went to a fresh session");
+    // The broken session was cancelled, not left to expire.
+    assert!(
+        log.iter()
+            .any(|s| s.method == "DELETE" && s.path.split('?').next() == Some(puts[0])),
+        "{:?}",
+        log.iter()
+            .map(|s| format!("{} {}", s.method, s.path))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(fake.open_sessions(), 0);
+}

@@ -43,10 +43,11 @@ pub fn run(args: &PruneArgs) -> anyhow::Result<()> {
         println_data(&digest.to_string())?;
     }
     eprintln!(
-        "freed {} ({} blobs, {} images); {} kept",
+        "freed {} ({} blobs, {} images, {} interrupted downloads); {} kept",
         human(report.freed_bytes),
         report.removed_blobs.len(),
         report.removed_refs.len(),
+        report.removed_partials,
         human(report.kept_bytes)
     );
     Ok(())

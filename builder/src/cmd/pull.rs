@@ -40,6 +40,15 @@ pub fn run(args: &PullArgs) -> anyhow::Result<()> {
             img.config_digest()
         );
     }
+    for m in &pulled.mismatches {
+        eprintln!("warning: {m}");
+        eprintln!(
+            "hint: choose an image that publishes `{}`, or pull it with `--platform {}` (see `rbuild explain {}`)",
+            m.wanted,
+            m.actual,
+            m.cause().id()
+        );
+    }
     println_data(&pulled.descriptor.digest.to_string())
 }
 
@@ -146,6 +155,9 @@ pub(crate) fn print_event(direction: Direction) -> impl Fn(Event) + Send + Sync 
                 human(done),
                 human(size)
             );
+        }
+        Event::BlobResumed { digest, offset } => {
+            eprintln!("  resume  {} at {}", digest.short(), human(offset));
         }
         Event::BlobUploaded { digest, size } => {
             eprintln!("  pushed  {} {}", digest.short(), human(size));

@@ -1,10 +1,33 @@
 //! Diagnostics: what rbuild tells users about a problem, with a stable id, a place in the
 //! Dockerfile when one applies, an explanation and a fix.
 //!
-//! This module owns the [`Diagnostic`] record (the JSON contract of `--diagnostics-file`,
-//! see `DESIGN.md`). The failure-cause catalog, detectors and renderers (human, JSON,
-//! GitHub workflow commands, GitLab Code Quality) arrive with the diagnose issue. Other
-//! modules create diagnostics; they never render them.
+//! This module owns:
+//! - the [`Diagnostic`] record, the JSON contract of `--diagnostics-file` (`DESIGN.md`);
+//! - the failure-cause [`catalog`] ([`Cause`]: stable ids other modules classify with);
+//! - the detectors that need no build engine: the log-[`signatures`] matcher for failed
+//!   steps, [`layerscan`] (tar headers before unpacking) and [`behaviour`] (what a step
+//!   left running);
+//! - the [`render`]ers: human, JSON, GitHub workflow commands and step summary, GitLab Code
+//!   Quality, and Checks API payloads;
+//! - the host [`probe`]s behind `rbuild doctor`;
+//! - the catalog as [`docs`]: `docs/failures/<id>.md` pages and `rbuild explain` text.
+//!
+//! Other modules create diagnostics (classified at their source: [`Cause`], [`Diagnosed`]
+//! errors, warnings into a [`Collector`]); they never render them.
+//! Nothing here creates namespaces or mounts itself: probes that need a user namespace run
+//! `unshare(1)` as a child process.
+
+pub mod behaviour;
+pub mod catalog;
+pub mod docs;
+pub mod failure;
+pub mod layerscan;
+pub mod probe;
+pub mod render;
+pub mod signatures;
+
+pub use catalog::Cause;
+pub use failure::{Collector, Diagnosed, diagnostic_of};
 
 use serde::{Deserialize, Serialize};
 

@@ -227,6 +227,22 @@ impl Layout {
         }
     }
 
+    /// Adds `entry` (with its own annotations) to `index.json`, replacing an entry with the
+    /// same `org.opencontainers.image.ref.name`, or with the same digest when it has none.
+    pub fn add(&self, entry: &Descriptor) -> Result<(), LayoutError> {
+        let mut index = self.index()?;
+        match entry.annotations.get(REF_NAME) {
+            Some(tag) => index
+                .manifests
+                .retain(|m| m.annotations.get(REF_NAME).is_none_or(|n| n != tag)),
+            None => index
+                .manifests
+                .retain(|m| m.digest != entry.digest || m.annotations.contains_key(REF_NAME)),
+        }
+        index.manifests.push(entry.clone());
+        self.write_index(&index)
+    }
+
     /// Adds `descriptor` to `index.json` tagged `tag` (replacing an entry with that tag).
     pub fn tag(&self, descriptor: &Descriptor, tag: Option<&str>) -> Result<(), LayoutError> {
         let mut index = self.index()?;
@@ -243,88 +259,6 @@ impl Layout {
         }
         index.manifests.push(d);
         self.write_index(&index)
-    }
-}
-
-/// Copies the image or index `root` from `source` into `layout` and tags it; with
-/// `platform`, only that platform's manifest of an index. Returns what was tagged.
-pub fn export(
-    source: &dyn BlobSource,
-    root: &Descriptor,
-    layout: &Layout,
-    tag: Option<&str>,
-    platform: Option<&super::Platform>,
-) -> Result<Descriptor, super::ResolveError> {
-    let bytes = super::read_document(source, &root.digest)?;
-    let (doc, media_type) = super::Document::parse(&bytes, Some(&root.media_type))?;
-    let mut root = root.clone();
-    root.media_type = media_type;
-    match doc {
-        super::Document::Index(index) => {
-            if let Some(p) = platform {
-                let Some(child) = index.select(p).first().copied() else {
-                    return Err(super::ResolveError::NoPlatform {
-                        wanted: p.clone(),
-                        available: index.platforms(),
-                    });
-                };
-                return export(source, child, layout, tag, None);
-            }
-            for child in &index.manifests {
-                copy_tree(source, child, layout)?;
-            }
-        }
-        super::Document::Manifest(m) => {
-            for d in std::iter::once(&m.config).chain(m.layers.iter()) {
-                layout
-                    .put_blob(source.open(&d.digest)?, d.size)
-                    .map_err(layout_store)?;
-            }
-        }
-    }
-    layout
-        .put_blob(source.open(&root.digest)?, root.size)
-        .map_err(layout_store)?;
-    layout.tag(&root, tag).map_err(layout_store)?;
-    Ok(root)
-}
-
-fn copy_tree(
-    source: &dyn BlobSource,
-    desc: &Descriptor,
-    layout: &Layout,
-) -> Result<(), super::ResolveError> {
-    let bytes = super::read_document(source, &desc.digest)?;
-    let (doc, _) = super::Document::parse(&bytes, Some(&desc.media_type))?;
-    match doc {
-        super::Document::Index(index) => {
-            for child in &index.manifests {
-                copy_tree(source, child, layout)?;
-            }
-        }
-        super::Document::Manifest(m) => {
-            for d in std::iter::once(&m.config).chain(m.layers.iter()) {
-                layout
-                    .put_blob(source.open(&d.digest)?, d.size)
-                    .map_err(layout_store)?;
-            }
-        }
-    }
-    layout
-        .put_blob(source.open(&desc.digest)?, desc.size)
-        .map_err(layout_store)
-}
-
-fn layout_store(e: LayoutError) -> super::ResolveError {
-    match e {
-        LayoutError::Store(s) => super::ResolveError::Store(s),
-        LayoutError::Io { path, source } => {
-            super::ResolveError::Store(StoreError::Io { path, source })
-        }
-        other => super::ResolveError::Store(StoreError::Io {
-            path: PathBuf::new(),
-            source: io::Error::other(other.to_string()),
-        }),
     }
 }
 

@@ -12,12 +12,47 @@
 //! - [`layout`]: OCI image layout directories as a source and a destination.
 //! - [`BlobSource`]: where verified blob readers come from (the content store, a layout), so
 //!   push and the sandbox read blobs the same way whatever holds them.
+//! - [`writer`]: rbuild's own image description ([`writer::ImageSpec`]: platform, config
+//!   settings, history, layers already in the store) written as config + manifest per
+//!   platform + index, reproducibly (`SOURCE_DATE_EPOCH`).
+//! - [`export`]: an image or index written as an OCI layout directory, an OCI layout tar or
+//!   a Docker archive; [`export::Output`] parses `--output`.
+//!
+//! # Writing an image (for the build engine)
+//!
+//! ```no_run
+//! # fn demo(store: &rbuild::store::Store, bases: Vec<rbuild::image::ResolvedImage>,
+//! #         layer: rbuild::image::writer::Layer) -> Result<(), Box<dyn std::error::Error>> {
+//! use rbuild::image::{export, writer::{self, Created, ImageSpec, WriteOptions}};
+//! let mut specs = Vec::new();
+//! for base in &bases {                                   // one per --platform
+//!     let mut spec = ImageSpec::from_base(base)?;        // FROM: settings, layers, history
+//!     spec.config.set_env("APP", "1");                   // ENV APP=1
+//!     spec.add_empty_history("ENV APP=1");
+//!     spec.add_layer(layer.clone(), "RUN make # buildkit"); // a step's layer blob, in the store
+//!     spec.config.labels.insert("org.opencontainers.image.source".into(), "x".into());
+//!     specs.push(spec);
+//! }
+//! let mut options = WriteOptions::new(Created::from_env()?); // SOURCE_DATE_EPOCH or now
+//! options.ref_name = Some("registry.example.com/app:1.0".into()); // protects it from prune
+//! let written = writer::write(store, &specs, &options)?;  // index for >1 platform
+//! // --output type=oci,dest=out.tar
+//! let opts = export::ExportOptions { names: vec!["registry.example.com/app:1.0".into()],
+//!     ref_name: Some("1.0".into()), mtime: 0, platform: None };
+//! export::oci_tar(store, &written.root, "out.tar".as_ref(), &opts)?;
+//! // --output type=docker,dest=img.tar (one platform), type=oci,tar=false: export::docker_tar,
+//! // export::oci_dir. --push: registry::Registry::push(&StoredSource { store, origin: None },
+//! //   &written.root, &dest_ref, None) once per tag.
+//! # Ok(()) }
+//! ```
 //!
 //! Must not: talk to registries (that is `registry`), or decide where blobs live on disk
 //! (that is `store`).
 
+pub mod export;
 pub mod layout;
 mod platform;
+pub mod writer;
 
 use std::collections::BTreeMap;
 
@@ -174,6 +209,18 @@ impl Index {
                 .is_none_or(|p| p.variant.as_deref() != platform.variant.as_deref())
         });
         found
+    }
+
+    /// Where to look for `platform`, in order: [`Index::select`]'s matches, then child
+    /// indexes that name no platform (nested indexes usually do not).
+    pub fn candidates<'a>(&'a self, platform: &Platform) -> Vec<&'a Descriptor> {
+        let mut out = self.select(platform);
+        out.extend(
+            self.manifests
+                .iter()
+                .filter(|d| media::is_index(&d.media_type) && d.platform.is_none()),
+        );
+        out
     }
 
     /// The platforms of the runnable images in this index, for error messages.
@@ -382,6 +429,10 @@ pub trait BlobSource: Send + Sync + std::fmt::Debug {
     fn origin(&self) -> Option<&str> {
         None
     }
+    /// The content store behind it, when missing content may be fetched into it.
+    fn store(&self) -> Option<&Store> {
+        None
+    }
 }
 
 impl BlobSource for Store {
@@ -448,42 +499,72 @@ impl ResolvedImage {
 }
 
 /// Resolves `root` (a manifest or an index) in `source` to the image for `platform`.
+/// Nested indexes are followed: an entry for the platform that is itself an index, or,
+/// when no entry names the platform, a child index without a platform (up to 4 deep).
 /// Errors name the platforms the index does offer.
 pub fn resolve(
     source: &dyn BlobSource,
     root: &Descriptor,
     platform: &Platform,
 ) -> Result<ResolvedImage, ResolveError> {
-    let mut index_digest = None;
-    let mut current = root.clone();
-    for _ in 0..4 {
-        let bytes = read_document(source, &current.digest)?;
-        let (doc, media_type) = Document::parse(&bytes, Some(&current.media_type))?;
-        match doc {
-            Document::Manifest(manifest) => {
-                let config_bytes = read_document(source, &manifest.config.digest)?;
-                let config = ImageConfig::parse(config_bytes)?;
-                current.media_type = media_type;
-                return Ok(ResolvedImage {
-                    index_digest,
-                    manifest_descriptor: current,
-                    manifest,
-                    config,
-                });
+    let mut available = Vec::new();
+    match resolve_in(source, root, platform, None, 0, &mut available)? {
+        Some(found) => Ok(found),
+        None => Err(ResolveError::NoPlatform {
+            wanted: platform.clone(),
+            available,
+        }),
+    }
+}
+
+fn resolve_in(
+    source: &dyn BlobSource,
+    current: &Descriptor,
+    platform: &Platform,
+    index_digest: Option<&Digest>,
+    depth: usize,
+    available: &mut Vec<Platform>,
+) -> Result<Option<ResolvedImage>, ResolveError> {
+    if depth > 4 {
+        return Err(ResolveError::TooDeep);
+    }
+    let bytes = read_document(source, &current.digest)?;
+    let (doc, media_type) = Document::parse(&bytes, Some(&current.media_type))?;
+    match doc {
+        Document::Manifest(manifest) => {
+            let config_bytes = read_document(source, &manifest.config.digest)?;
+            let config = ImageConfig::parse(config_bytes)?;
+            let mut d = current.clone();
+            d.media_type = media_type;
+            Ok(Some(ResolvedImage {
+                index_digest: index_digest.cloned(),
+                manifest_descriptor: d,
+                manifest,
+                config,
+            }))
+        }
+        Document::Index(index) => {
+            let top = index_digest.unwrap_or(&current.digest).clone();
+            for p in index.platforms() {
+                if !available.contains(&p) {
+                    available.push(p);
+                }
             }
-            Document::Index(index) => {
-                let Some(choice) = index.select(platform).first().copied() else {
-                    return Err(ResolveError::NoPlatform {
-                        wanted: platform.clone(),
-                        available: index.platforms(),
-                    });
-                };
-                index_digest.get_or_insert(current.digest.clone());
-                current = choice.clone();
+            for candidate in index.candidates(platform) {
+                if let Some(found) = resolve_in(
+                    source,
+                    candidate,
+                    platform,
+                    Some(&top),
+                    depth + 1,
+                    available,
+                )? {
+                    return Ok(Some(found));
+                }
             }
+            Ok(None)
         }
     }
-    Err(ResolveError::TooDeep)
 }
 
 /// Why an image could not be resolved from local content.

@@ -289,6 +289,21 @@ impl Client {
     /// Returns any response that is not an authentication failure, a rate limit or a
     /// transient server error; the caller checks the status it expects.
     pub(super) async fn send(&self, call: &Call<'_>) -> Result<Response, RegistryError> {
+        self.send_with(call, true).await
+    }
+
+    /// [`Client::send`] without retrying connection failures and server errors: for upload
+    /// requests, whose retry depends on what the registry kept (the caller asks it).
+    /// Authentication and `429` are still handled (nothing was accepted then).
+    pub(super) async fn send_once(&self, call: &Call<'_>) -> Result<Response, RegistryError> {
+        self.send_with(call, false).await
+    }
+
+    async fn send_with(
+        &self,
+        call: &Call<'_>,
+        retry_failures: bool,
+    ) -> Result<Response, RegistryError> {
         let host = call.image.api_host().to_owned();
         let same_host = reqwest::Url::parse(&call.url)
             .ok()
@@ -328,7 +343,7 @@ impl Client {
                             source: e,
                         });
                     }
-                    if attempt < policy.attempts && transient(&e) {
+                    if retry_failures && attempt < policy.attempts && transient(&e) {
                         let delay = policy.delay(attempt - 1);
                         tracing::debug!(%host, request = %call.describe(), error = %e, ?delay, "retrying");
                         tokio::time::sleep(delay).await;
@@ -382,7 +397,10 @@ impl Client {
                     attempts: attempt,
                 });
             }
-            if matches!(status.as_u16(), 408 | 500 | 502 | 503 | 504) && attempt < policy.attempts {
+            if retry_failures
+                && matches!(status.as_u16(), 408 | 500 | 502 | 503 | 504)
+                && attempt < policy.attempts
+            {
                 let delay = policy.delay(attempt - 1);
                 tracing::debug!(%host, request = %call.describe(), %status, ?delay, "retrying");
                 drop(resp);
@@ -416,6 +434,20 @@ impl Client {
                 what: call.image.to_string(),
                 status: status_text(status),
                 code,
+            };
+        }
+        // Go's https server answers a plain-http request with this 400.
+        if status == StatusCode::BAD_REQUEST
+            && call.url.starts_with("http://")
+            && code
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("HTTP request to an HTTPS server"))
+        {
+            return RegistryError::HttpToHttps {
+                host,
+                request: call.describe(),
+                loopback: call.image.is_loopback(),
             };
         }
         RegistryError::Status {

@@ -106,6 +106,15 @@ pub enum RegistryError {
         source: reqwest::Error,
     },
     #[error(
+        "registry `{host}` speaks https, but rbuild reached it over plain http (`{request}` was refused with 400 Bad Request)"
+    )]
+    HttpToHttps {
+        host: String,
+        request: String,
+        /// Loopback registries are always reached over http.
+        loopback: bool,
+    },
+    #[error(
         "registry `{host}` sent content for `{digest}` that does not match it (it hashes to `{actual}`); nothing was stored"
     )]
     DigestMismatch {
@@ -150,6 +159,15 @@ pub enum RegistryError {
         wanted: Platform,
         actual: Platform,
     },
+    #[error(
+        "the content store holds only part of `{root}`: {} `{missing}` is not there, and rbuild does not know where the image came from to fetch it",
+        platform.as_ref().map_or_else(|| "blob".to_owned(), |p| format!("the manifest for `{p}`"))
+    )]
+    Incomplete {
+        root: Digest,
+        missing: Digest,
+        platform: Option<Platform>,
+    },
     #[error("cannot read the credentials for registry `{host}`")]
     Credentials {
         host: String,
@@ -187,7 +205,9 @@ impl RegistryError {
         match self {
             RegistryError::Unauthorized { .. } => Some(Cause::RegistryAuth401),
             RegistryError::RateLimited { .. } => Some(Cause::RegistryRateLimited),
-            RegistryError::Tls { .. } => Some(Cause::RegistryTlsOrHttp),
+            RegistryError::Tls { .. } | RegistryError::HttpToHttps { .. } => {
+                Some(Cause::RegistryTlsOrHttp)
+            }
             RegistryError::NoPlatform { .. } | RegistryError::WrongPlatform { .. } => {
                 Some(Cause::BaseImageMissingPlatform)
             }
@@ -204,6 +224,7 @@ impl RegistryError {
             | RegistryError::Status { host, .. }
             | RegistryError::Connect { host, .. }
             | RegistryError::Tls { host, .. }
+            | RegistryError::HttpToHttps { host, .. }
             | RegistryError::DigestMismatch { host, .. }
             | RegistryError::SizeMismatch { host, .. }
             | RegistryError::Protocol { host, .. }
@@ -219,6 +240,7 @@ impl RegistryError {
         match self {
             RegistryError::NoPlatform { .. }
             | RegistryError::WrongPlatform { .. }
+            | RegistryError::Incomplete { .. }
             | RegistryError::BadDocument { .. } => Exit::Input,
             RegistryError::Store(_) => Exit::Host,
             RegistryError::Client(_) => Exit::Bug,
@@ -242,7 +264,13 @@ impl RegistryError {
                 "this is the registry's limit, not your build: wait and retry, log in (authenticated pulls get higher limits), or use a mirror".to_owned(),
             ],
             RegistryError::Tls { host, .. } => vec![format!(
-                "if `{host}` serves plain http, pass `--insecure-registry {host}`; if it uses a private CA, add the CA to the system trust store"
+                "if `{host}` serves plain http, pass `--insecure-registry {host}`; if it uses a private CA, add the CA to the system trust store, or point `SSL_CERT_FILE` at a bundle that holds it"
+            )],
+            RegistryError::HttpToHttps { host, loopback: false, .. } => vec![format!(
+                "drop `--insecure-registry {host}`: this registry serves https"
+            )],
+            RegistryError::HttpToHttps { host, loopback: true, .. } => vec![format!(
+                "rbuild reaches loopback registries (`localhost`, 127.0.0.0/8, `::1`) over plain http, as Docker does; serve `{host}` over http, or reach it by a name that is not a loopback name"
             )],
             RegistryError::Connect { host, .. } => vec![format!(
                 "check that `{host}` is reachable from this machine (DNS, proxy, firewall); a plain-http registry needs `--insecure-registry {host}`"
@@ -256,6 +284,9 @@ impl RegistryError {
             RegistryError::NotFound { .. } => {
                 vec!["check the repository name and tag (`skopeo list-tags docker://HOST/REPO` lists the tags)".to_owned()]
             }
+            RegistryError::Incomplete { .. } => vec![
+                "push only the platforms that are there with `--platform`, or push from where all of it is (the OCI layout, or `rbuild pull --all-platforms` from its registry)".to_owned(),
+            ],
             RegistryError::Store(_) => vec![
                 "check the cache directory (`--cache-dir`): free space, permissions; `rbuild prune` frees space".to_owned(),
             ],
@@ -268,6 +299,13 @@ impl RegistryError {
         let mut f = Failure::new(self.exit(), what);
         for h in self.hints() {
             f = f.hint(h);
+        }
+        if let Some(cause) = self.cause() {
+            f = f.hint(format!(
+                "this is the known failure cause `{}`: `rbuild explain {}` says more",
+                cause.id(),
+                cause.id()
+            ));
         }
         f.caused_by(self)
     }

@@ -43,10 +43,23 @@
 //!   blobs are streamed to a partial file while hashed, resumed with `Range` after an
 //!   interruption, and renamed into the store only when digest and size match. More bytes
 //!   than the descriptor's size abort the download.
+//! - Indexes may nest: a pull follows an entry for the platform that is itself an index,
+//!   or a child index without a platform, and stores every index on the way.
+//! - Platforms: a single-platform image whose config names another platform than the one
+//!   asked for is pulled anyway and reported in [`Pulled::mismatches`] (BuildKit builds
+//!   `FROM` such an image with a warning); `rbuild pull` prints a warning.
 //! - Push: `HEAD` skips blobs the registry has; blobs pulled from another repository of the
 //!   same registry are mounted; others are checked against their digest, then uploaded in one
 //!   `PUT`, or in `PATCH` chunks of [`Options::chunk_size`] (at least the registry's
-//!   `OCI-Chunk-Min-Length`). Child manifests go by digest before the index, by tag.
+//!   `OCI-Chunk-Min-Length`). Upload failures: a chunked upload **resumes** on the same
+//!   session from where the registry says it stands (`GET` on the session, `Range:
+//!   0-<last>`); a one-`PUT` upload, or a session the registry lost, **restarts** on a new
+//!   session after cancelling the broken one (`DELETE`), never resending onto a session that
+//!   may hold part of a body. Child manifests go by digest before the index, by tag. A ref
+//!   that holds only some platforms of its index (a pull with `--platform`, an
+//!   [`image_from`] of a layout) is completed from where it came from (its registry
+//!   repository or its layout) while pushing; without an origin the error names the
+//!   missing platform and suggests `--platform`.
 //!
 //! # Why not `oci-client` for the wire
 //!
@@ -59,8 +72,8 @@
 //!   out anonymously and fails with a bare "not authorized");
 //! - it does not retry anything, and its resumable download (`pull_blob_stream_partial`)
 //!   leaves verification across the resumed ranges to the caller;
-//! - its chunk size for uploads is a private constant, and it cannot resume or restart an
-//!   upload from a file;
+//! - its chunk size for uploads is a private constant, and it cannot resume an upload
+//!   session from the registry's `Range` or restart one cleanly from a file;
 //! - it only reads credentials handed to it: Docker/podman credential files and helpers
 //!   are needed anyway.
 //!
@@ -105,6 +118,8 @@ pub enum Event {
         done: u64,
         size: u64,
     },
+    /// A chunked upload failed and resumes at `offset`, where the registry's session ends.
+    BlobResumed { digest: Digest, offset: u64 },
     /// A blob was uploaded.
     BlobUploaded { digest: Digest, size: u64 },
     /// A blob was mounted from another repository of the registry.
@@ -146,6 +161,29 @@ pub struct Pulled {
     pub descriptor: Descriptor,
     /// The single-platform images that were pulled.
     pub images: Vec<ResolvedImage>,
+    /// Images whose config names another platform than the one they were pulled for (a
+    /// single-platform image of another architecture, or a mislabelled index entry). The
+    /// pull still succeeds, as BuildKit's `FROM` does; callers warn.
+    pub mismatches: Vec<PlatformMismatch>,
+}
+
+/// A pulled image whose config names another platform than the one it was pulled for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{reference}` was pulled for `{wanted}`, but its config says it is for `{actual}` (manifest `{manifest}`)"
+)]
+pub struct PlatformMismatch {
+    pub reference: String,
+    pub manifest: Digest,
+    pub wanted: Platform,
+    pub actual: Platform,
+}
+
+impl PlatformMismatch {
+    /// The failure-cause id of the catalog this is a symptom of.
+    pub fn cause(&self) -> Cause {
+        Cause::BaseImageMissingPlatform
+    }
 }
 
 /// The result of a push.
@@ -241,7 +279,9 @@ pub fn block_on<T>(
 }
 
 /// Blocking: resolves and pulls `reference` for `platform`, returning the image. Its config
-/// and layer blobs are in `store` ([`Store::open_blob`] gives verified readers).
+/// and layer blobs are in `store` ([`Store::open_blob`] gives verified readers). A
+/// single-platform image for another platform is returned too (BuildKit builds `FROM` it
+/// with a warning): compare `image.config.platform()` with `platform` and warn.
 pub fn pull_image(
     store: &Store,
     reference: &str,
@@ -294,6 +334,9 @@ impl BlobSource for StoredSource<'_> {
     }
     fn origin(&self) -> Option<&str> {
         self.origin.as_deref()
+    }
+    fn store(&self) -> Option<&Store> {
+        Some(self.store)
     }
 }
 
@@ -369,13 +412,21 @@ pub fn image_from(
                 .map_err(RegistryError::Store)?;
             blobs.insert(d.digest.clone());
         }
+        // Importing another platform of the same image keeps the first one's blobs.
+        if let Some(old) = store.get_ref(name).map_err(RegistryError::Store)?
+            && old.digest == root.digest
+        {
+            blobs.extend(old.blobs.into_iter().filter(|d| store.contains(d, None)));
+        }
         store
             .set_ref(&crate::store::RefRecord {
                 name: name.to_owned(),
                 digest: root.digest.clone(),
                 media_type: root.media_type.clone(),
                 size: root.size,
-                source: None,
+                // The layout it came from: a push of this ref fetches the platforms that
+                // were not imported from there.
+                source: Some(name.to_owned()),
                 blobs,
             })
             .map_err(RegistryError::Store)?;

@@ -12,11 +12,22 @@ use reqwest::{Method, StatusCode};
 use super::client::{Access, Call, Client, read_limited};
 use super::error::RegistryError;
 use super::reference::ImageRef;
-use super::{Event, Platforms, Pulled};
+use super::{Event, PlatformMismatch, Platforms, Pulled};
 use crate::image::{
     Descriptor, Document, ImageConfig, MAX_DOCUMENT_BYTES, Platform, ResolvedImage, media,
 };
 use crate::store::{Digest, Hasher, RefRecord, Store, StoreError};
+
+/// How deep indexes may nest below the root.
+const MAX_NESTING: usize = 4;
+
+fn too_deep(image: &ImageRef) -> RegistryError {
+    RegistryError::Protocol {
+        host: image.api_host().to_owned(),
+        request: format!("GET /v2/{}/manifests/...", image.repository()),
+        detail: format!("its indexes nest more than {MAX_NESTING} deep"),
+    }
+}
 
 /// Header carrying the registry's digest of what it sends.
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
@@ -373,6 +384,107 @@ impl Puller<'_> {
         }
     }
 
+    /// Fetches a child index by digest (verified against its descriptor) and stores it.
+    async fn child_index(
+        &self,
+        image: &ImageRef,
+        desc: &Descriptor,
+    ) -> Result<crate::image::Index, RegistryError> {
+        let host = image.api_host().to_owned();
+        let (bytes, digest, _) = self
+            .fetch_manifest(image, &desc.digest.to_string(), Some(&desc.digest))
+            .await?;
+        if bytes.len() as u64 != desc.size {
+            return Err(RegistryError::SizeMismatch {
+                host,
+                digest,
+                expected: desc.size,
+                actual: bytes.len() as u64,
+            });
+        }
+        let (doc, _) = Document::parse(&bytes, Some(&desc.media_type)).map_err(|source| {
+            RegistryError::BadDocument {
+                host,
+                reference: format!("{}@{}", image.name(), desc.digest),
+                source,
+            }
+        })?;
+        self.store.put_bytes(Some(&desc.digest), &bytes)?;
+        match doc {
+            Document::Index(index) => Ok(index),
+            Document::Manifest(_) => Err(RegistryError::Protocol {
+                host: image.api_host().to_owned(),
+                request: format!("GET /v2/{}/manifests/{}", image.repository(), desc.digest),
+                detail: "an index entry typed as an index is a manifest".to_owned(),
+            }),
+        }
+    }
+
+    /// Every manifest under `index`, nested indexes followed (and added to `blobs`).
+    fn all_manifests<'s>(
+        &'s self,
+        image: &'s ImageRef,
+        index: &'s crate::image::Index,
+        blobs: &'s mut BTreeSet<Digest>,
+        out: &'s mut Vec<(Descriptor, Option<Platform>)>,
+        depth: usize,
+    ) -> futures_util::future::BoxFuture<'s, Result<(), RegistryError>> {
+        Box::pin(async move {
+            for d in &index.manifests {
+                if media::is_index(&d.media_type) {
+                    if depth >= MAX_NESTING {
+                        return Err(too_deep(image));
+                    }
+                    let child = self.child_index(image, d).await?;
+                    blobs.insert(d.digest.clone());
+                    self.all_manifests(image, &child, blobs, out, depth + 1)
+                        .await?;
+                } else {
+                    out.push((d.clone(), d.platform.clone()));
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The manifest for `platform` under `index`: a matching entry, else inside a nested
+    /// index (a matching one, or one without a platform). Indexes visited on the way to
+    /// it are added to `blobs`; the platforms seen go to `available`.
+    fn find_platform<'s>(
+        &'s self,
+        image: &'s ImageRef,
+        index: &'s crate::image::Index,
+        platform: &'s Platform,
+        blobs: &'s mut BTreeSet<Digest>,
+        available: &'s mut Vec<Platform>,
+        depth: usize,
+    ) -> futures_util::future::BoxFuture<'s, Result<Option<Descriptor>, RegistryError>> {
+        Box::pin(async move {
+            for p in index.platforms() {
+                if !available.contains(&p) {
+                    available.push(p);
+                }
+            }
+            for d in index.candidates(platform) {
+                if !media::is_index(&d.media_type) {
+                    return Ok(Some(d.clone()));
+                }
+                if depth >= MAX_NESTING {
+                    return Err(too_deep(image));
+                }
+                let child = self.child_index(image, d).await?;
+                let found = self
+                    .find_platform(image, &child, platform, blobs, available, depth + 1)
+                    .await?;
+                if found.is_some() {
+                    blobs.insert(d.digest.clone());
+                    return Ok(found);
+                }
+            }
+            Ok(None)
+        })
+    }
+
     /// Pulls `image` for `platforms` into the store and records it as a ref.
     pub(super) async fn pull(
         &self,
@@ -399,6 +511,7 @@ impl Puller<'_> {
         let root_desc = Descriptor::new(root_type.clone(), root_digest.clone(), bytes.len() as u64);
 
         // The single-platform manifests to fetch, with the platform each was chosen for.
+        // Nested indexes are followed (and stored, and recorded in the ref).
         let mut chosen: Vec<(Descriptor, Option<Platform>)> = Vec::new();
         let mut index_digest = None;
         match &doc {
@@ -407,24 +520,23 @@ impl Puller<'_> {
                 index_digest = Some(root_digest.clone());
                 match platforms {
                     Platforms::All => {
-                        chosen.extend(
-                            index
-                                .manifests
-                                .iter()
-                                .map(|d| (d.clone(), d.platform.clone())),
-                        );
+                        self.all_manifests(image, index, &mut blobs, &mut chosen, 0)
+                            .await?;
                     }
                     Platforms::Host | Platforms::List(_) => {
-                        let wanted = platforms.list();
-                        for p in &wanted {
-                            let Some(d) = index.select(p).first().copied() else {
+                        for p in &platforms.list() {
+                            let mut available = Vec::new();
+                            let found = self
+                                .find_platform(image, index, p, &mut blobs, &mut available, 0)
+                                .await?;
+                            let Some(d) = found else {
                                 return Err(RegistryError::NoPlatform {
                                     reference: image.to_string(),
                                     wanted: p.clone(),
-                                    available: index.platforms(),
+                                    available,
                                 });
                             };
-                            chosen.push((d.clone(), Some(p.clone())));
+                            chosen.push((d, Some(p.clone())));
                         }
                     }
                 }
@@ -434,11 +546,6 @@ impl Puller<'_> {
         // Child manifests (fetched by digest, verified against the index).
         let mut manifests = Vec::new();
         for (desc, platform) in chosen {
-            if media::is_index(&desc.media_type) {
-                // Nested indexes are rare and not needed to run or push images; skip them.
-                tracing::debug!(digest = %desc.digest, "skipping nested index");
-                continue;
-            }
             let (doc_bytes, doc_desc) = if desc.digest == root_digest {
                 (bytes.clone(), desc.clone())
             } else {
@@ -485,29 +592,34 @@ impl Puller<'_> {
         blobs.extend(seen);
 
         let mut images = Vec::new();
-        for (desc, manifest, _platform) in manifests {
+        let mut mismatches = Vec::new();
+        for (desc, manifest, platform) in manifests {
             let config_bytes = self
                 .store
                 .read_blob(&manifest.config.digest, MAX_DOCUMENT_BYTES)?;
             let config = ImageConfig::parse(config_bytes).map_err(bad)?;
+            // What this image was meant to be: the platform it was chosen for in an index,
+            // or, for a single-platform image, every platform that was asked for.
+            let wanted: Vec<Platform> = match (platform, platforms) {
+                (Some(p), _) => vec![p],
+                (None, Platforms::All) => Vec::new(),
+                (None, p) => p.list(),
+            };
+            let actual = config.platform();
+            for w in wanted.into_iter().filter(|w| !w.matches(&actual)) {
+                mismatches.push(PlatformMismatch {
+                    reference: image.to_string(),
+                    manifest: desc.digest.clone(),
+                    wanted: w,
+                    actual: actual.clone(),
+                });
+            }
             images.push(ResolvedImage {
                 index_digest: index_digest.clone(),
                 manifest_descriptor: desc,
                 manifest,
                 config,
             });
-        }
-        if let (Document::Manifest(_), Platforms::List(list)) = (&doc, platforms)
-            && let Some(img) = images.first()
-        {
-            let actual = img.config.platform();
-            if let Some(wanted) = list.iter().find(|p| !p.matches(&actual)) {
-                return Err(RegistryError::WrongPlatform {
-                    reference: image.to_string(),
-                    wanted: wanted.clone(),
-                    actual,
-                });
-            }
         }
 
         // Record the ref (by tag and by digest); keep blobs of earlier pulls of the same root.
@@ -541,6 +653,7 @@ impl Puller<'_> {
             reference: image.clone(),
             descriptor: root_desc,
             images,
+            mismatches,
         })
     }
 }

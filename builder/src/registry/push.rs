@@ -11,9 +11,10 @@ use reqwest::{Method, StatusCode};
 
 use super::client::{Access, Call, Client};
 use super::error::RegistryError;
+use super::pull::Puller;
 use super::reference::ImageRef;
 use super::{Event, Pushed};
-use crate::image::{BlobSource, Descriptor, Document, Platform, media, read_document};
+use crate::image::{BlobSource, Descriptor, Document, Index, Platform, media, read_document};
 use crate::store::{Digest, StoreError};
 
 /// Size of one read from a blob file while streaming it to the registry.
@@ -100,7 +101,7 @@ impl Pusher<'_> {
     }
 
     /// Pushes `root` (a manifest or an index) from the source to `dest`. With `platform`,
-    /// an index is narrowed to that platform's manifest.
+    /// an index is narrowed to that platform's manifest (nested indexes followed).
     pub(super) async fn push(
         &self,
         root: &Descriptor,
@@ -109,12 +110,14 @@ impl Pusher<'_> {
     ) -> Result<Pushed, RegistryError> {
         let bytes = read_document(self.source, &root.digest)?;
         let host = dest.api_host().to_owned();
-        let bad = |source| RegistryError::BadDocument {
-            host: host.clone(),
-            reference: root.digest.to_string(),
-            source,
-        };
-        let (doc, media_type) = Document::parse(&bytes, Some(&root.media_type)).map_err(bad)?;
+        let (doc, media_type) =
+            Document::parse(&bytes, Some(&root.media_type)).map_err(|source| {
+                RegistryError::BadDocument {
+                    host: host.clone(),
+                    reference: root.digest.to_string(),
+                    source,
+                }
+            })?;
         let tag = match (dest.digest(), dest.tag()) {
             (Some(_), _) => None,
             (None, t) => Some(t.unwrap_or("latest").to_owned()),
@@ -129,31 +132,20 @@ impl Pusher<'_> {
             }
             Document::Index(index) => {
                 if let Some(p) = platform {
-                    let Some(child) = index.select(p).first().copied() else {
+                    let mut available = Vec::new();
+                    let Some(child) = self
+                        .find_child(dest, &root, &index, p, &mut available, 0)
+                        .await?
+                    else {
                         return Err(RegistryError::NoPlatform {
                             reference: root.digest.to_string(),
                             wanted: p.clone(),
-                            available: index.platforms(),
+                            available,
                         });
                     };
-                    return Box::pin(self.push(child, dest, None)).await;
+                    return Box::pin(self.push(&child, dest, None)).await;
                 }
-                for child in &index.manifests {
-                    if !self.source.has(&child.digest, child.size) {
-                        return Err(RegistryError::Store(StoreError::Missing(
-                            child.digest.clone(),
-                        )));
-                    }
-                }
-                for child in &index.manifests {
-                    let child_bytes = read_document(self.source, &child.digest)?;
-                    let (child_doc, _) =
-                        Document::parse(&child_bytes, Some(&child.media_type)).map_err(bad)?;
-                    if let Document::Manifest(m) = child_doc {
-                        self.push_image_blobs(dest, &m).await?;
-                    }
-                    self.put_manifest(dest, child, &child_bytes, None).await?;
-                }
+                self.push_children(dest, &root, &index, 0).await?;
                 self.put_manifest(dest, &root, &bytes, tag.as_deref())
                     .await?
             }
@@ -173,6 +165,122 @@ impl Pusher<'_> {
         })
     }
 
+    /// Where gaps of the source can be filled from, when the source is the content store:
+    /// the repository it was pulled from, or the OCI layout it was imported from.
+    fn filler(&self) -> Option<Filler<'_>> {
+        let store = self.source.store()?;
+        let origin = self.source.origin()?;
+        if let Some((path, _)) = crate::image::layout::parse_reference(origin) {
+            let layout = crate::image::layout::Layout::open(&path).ok()?;
+            return Some(Filler::Layout(store, layout));
+        }
+        let origin: ImageRef = origin.parse().ok()?;
+        Some(Filler::Registry(
+            Puller {
+                client: self.client,
+                store,
+                events: self.events,
+            },
+            origin,
+        ))
+    }
+
+    /// The bytes of a child document of `root`: from the source, else fetched from the
+    /// repository the source was pulled from (a pull for some platforms stores only their
+    /// manifests), else an error saying what is missing and how to get it.
+    async fn document(
+        &self,
+        dest: &ImageRef,
+        root: &Descriptor,
+        desc: &Descriptor,
+    ) -> Result<(Document, Vec<u8>), RegistryError> {
+        if !self.source.has(&desc.digest, desc.size) {
+            let Some(filler) = self.filler() else {
+                return Err(RegistryError::Incomplete {
+                    root: root.digest.clone(),
+                    missing: desc.digest.clone(),
+                    platform: desc.platform.clone(),
+                });
+            };
+            filler.document(desc).await?;
+        }
+        let bytes = read_document(self.source, &desc.digest)?;
+        let (doc, _) = Document::parse(&bytes, Some(&desc.media_type)).map_err(|source| {
+            RegistryError::BadDocument {
+                host: dest.api_host().to_owned(),
+                reference: desc.digest.to_string(),
+                source,
+            }
+        })?;
+        Ok((doc, bytes))
+    }
+
+    /// The manifest for `platform` under `index` (nested indexes followed).
+    fn find_child<'s>(
+        &'s self,
+        dest: &'s ImageRef,
+        root: &'s Descriptor,
+        index: &'s Index,
+        platform: &'s Platform,
+        available: &'s mut Vec<Platform>,
+        depth: usize,
+    ) -> futures_util::future::BoxFuture<'s, Result<Option<Descriptor>, RegistryError>> {
+        Box::pin(async move {
+            for p in index.platforms() {
+                if !available.contains(&p) {
+                    available.push(p);
+                }
+            }
+            for c in index.candidates(platform) {
+                if !media::is_index(&c.media_type) {
+                    return Ok(Some(c.clone()));
+                }
+                if depth >= 4 {
+                    return Err(nested_too_deep(dest));
+                }
+                if let (Document::Index(inner), _) = self.document(dest, root, c).await?
+                    && let Some(found) = self
+                        .find_child(dest, root, &inner, platform, available, depth + 1)
+                        .await?
+                {
+                    return Ok(Some(found));
+                }
+            }
+            Ok(None)
+        })
+    }
+
+    /// Pushes every child of `index` (blobs, then the manifest by digest; nested indexes
+    /// after their own children).
+    fn push_children<'s>(
+        &'s self,
+        dest: &'s ImageRef,
+        root: &'s Descriptor,
+        index: &'s Index,
+        depth: usize,
+    ) -> futures_util::future::BoxFuture<'s, Result<(), RegistryError>> {
+        Box::pin(async move {
+            // Every child document first, so a gap is reported before anything is sent.
+            let mut children = Vec::new();
+            for child in &index.manifests {
+                children.push((child, self.document(dest, root, child).await?));
+            }
+            for (child, (doc, bytes)) in children {
+                match doc {
+                    Document::Manifest(m) => self.push_image_blobs(dest, &m).await?,
+                    Document::Index(inner) => {
+                        if depth >= 4 {
+                            return Err(nested_too_deep(dest));
+                        }
+                        self.push_children(dest, root, &inner, depth + 1).await?;
+                    }
+                }
+                self.put_manifest(dest, child, &bytes, None).await?;
+            }
+            Ok(())
+        })
+    }
+
     async fn push_image_blobs(
         &self,
         dest: &ImageRef,
@@ -185,7 +293,13 @@ impl Pusher<'_> {
             }
         }
         let limit = self.client.options.max_concurrent_uploads.max(1);
-        stream::iter(blobs.into_iter().map(|d| self.push_blob(dest, d)))
+        // Futures collected first: a closure in the stream would not be `Send` for every
+        // lifetime, which the boxed recursion in `push_children` needs.
+        let uploads: Vec<_> = blobs
+            .into_iter()
+            .map(|d| Box::pin(self.push_blob(dest, d)))
+            .collect();
+        stream::iter(uploads)
             .buffer_unordered(limit)
             .try_collect::<Vec<()>>()
             .await?;
@@ -213,6 +327,17 @@ impl Pusher<'_> {
             }
             StatusCode::NOT_FOUND => {}
             _ => return Err(self.client.status_error(&head, resp, 1).await),
+        }
+        if !self.source.has(&desc.digest, desc.size) {
+            // A partial pull, e.g. of an attestation's blobs: fetch it from where it came from.
+            let Some(filler) = self.filler() else {
+                return Err(RegistryError::Incomplete {
+                    root: desc.digest.clone(),
+                    missing: desc.digest.clone(),
+                    platform: None,
+                });
+            };
+            filler.blob(desc).await?;
         }
         // Never send content that does not match its digest: check it once, up front.
         let path = self.source.blob_path(&desc.digest);
@@ -317,7 +442,7 @@ impl Pusher<'_> {
             StatusCode::ACCEPTED => {}
             _ => return Err(self.client.status_error(&start, resp, 1).await),
         }
-        let mut location = self.location(dest, &resp, &start)?;
+        let location = self.location(dest, &resp, &start)?;
         let min_chunk = resp
             .headers()
             .get("oci-chunk-min-length")
@@ -325,83 +450,185 @@ impl Pusher<'_> {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
         let chunk = self.client.options.chunk_size.max(min_chunk).max(1);
-        let access = Access::Push { mount_from: None };
-        if desc.size > chunk {
-            let mut offset = 0u64;
-            while offset < desc.size {
-                let len = chunk.min(desc.size - offset);
-                let mut headers = HeaderMap::new();
-                headers.insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("application/octet-stream"),
-                );
-                headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
-                headers.insert(
-                    CONTENT_RANGE,
-                    HeaderValue::from_str(&format!("{offset}-{}", offset + len - 1))
-                        .expect("a range is valid header text"),
-                );
-                let p = path.to_path_buf();
-                let body = move || file_body(p.clone(), offset, len);
-                let call = Call {
-                    image: dest,
-                    access: access.clone(),
-                    method: Method::PATCH,
-                    url: location.clone(),
-                    headers,
-                    body: Some(&body),
-                };
-                let resp = self.client.send(&call).await?;
-                if resp.status() != StatusCode::ACCEPTED {
-                    return Err(self.client.status_error(&call, resp, 1).await);
-                }
-                location = self.location(dest, &resp, &call)?;
-                offset += len;
-                (self.events)(Event::BlobProgress {
-                    digest: desc.digest.clone(),
-                    done: offset,
-                    size: desc.size,
-                });
-            }
-            let url = with_digest(&location, &desc.digest);
-            let mut headers = HeaderMap::new();
-            headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        let sent = if desc.size > chunk {
+            self.send_chunks(dest, desc, path, location.clone(), chunk)
+                .await
+        } else {
+            self.send_whole(dest, desc, path, &location).await
+        };
+        if let Err(e) = sent {
+            // Cancel the session (best effort) so the registry need not keep its data
+            // until it expires; the caller starts a fresh one.
             let call = Call {
                 image: dest,
-                access,
-                method: Method::PUT,
-                url,
-                headers,
+                access: Access::Push { mount_from: None },
+                method: Method::DELETE,
+                url: location,
+                headers: HeaderMap::new(),
                 body: None,
             };
-            let resp = self.client.send(&call).await?;
-            self.check_created(&call, resp, &desc.digest).await?;
-        } else {
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
-            headers.insert(CONTENT_LENGTH, HeaderValue::from(desc.size));
-            let p = path.to_path_buf();
-            let size = desc.size;
-            let body = move || file_body(p.clone(), 0, size);
-            let call = Call {
-                image: dest,
-                access,
-                method: Method::PUT,
-                url: with_digest(&location, &desc.digest),
-                headers,
-                body: Some(&body),
-            };
-            let resp = self.client.send(&call).await?;
-            self.check_created(&call, resp, &desc.digest).await?;
+            let _ = self.client.send_once(&call).await;
+            return Err(e);
         }
         (self.events)(Event::BlobUploaded {
             digest: desc.digest.clone(),
             size: desc.size,
         });
         Ok(())
+    }
+
+    /// One `PUT` with the whole blob. Not retried on the same session: after a failure
+    /// the registry may hold part of the body, so the caller starts a new session.
+    async fn send_whole(
+        &self,
+        dest: &ImageRef,
+        desc: &Descriptor,
+        path: &std::path::Path,
+        location: &str,
+    ) -> Result<(), RegistryError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(desc.size));
+        let p = path.to_path_buf();
+        let size = desc.size;
+        let body = move || file_body(p.clone(), 0, size);
+        let call = Call {
+            image: dest,
+            access: Access::Push { mount_from: None },
+            method: Method::PUT,
+            url: with_digest(location, &desc.digest),
+            headers,
+            body: Some(&body),
+        };
+        let resp = self.client.send_once(&call).await?;
+        self.check_created(&call, resp, &desc.digest).await
+    }
+
+    /// `PATCH` chunks of `chunk` bytes, then the closing `PUT`. After a chunk fails (the
+    /// connection broke, the registry answered 416 or 5xx), asks the registry how much
+    /// of the session it kept (`GET` on the session: `Range: 0-<last>`) and resumes from
+    /// there on the same session.
+    async fn send_chunks(
+        &self,
+        dest: &ImageRef,
+        desc: &Descriptor,
+        path: &std::path::Path,
+        mut location: String,
+        chunk: u64,
+    ) -> Result<(), RegistryError> {
+        let access = Access::Push { mount_from: None };
+        let policy = self.client.options.retry.clone();
+        let mut offset = 0u64;
+        let mut failures = 0u32;
+        while offset < desc.size {
+            let len = chunk.min(desc.size - offset);
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+            headers.insert(
+                CONTENT_RANGE,
+                HeaderValue::from_str(&format!("{offset}-{}", offset + len - 1))
+                    .expect("a range is valid header text"),
+            );
+            let p = path.to_path_buf();
+            let body = move || file_body(p.clone(), offset, len);
+            let call = Call {
+                image: dest,
+                access: access.clone(),
+                method: Method::PATCH,
+                url: location.clone(),
+                headers,
+                body: Some(&body),
+            };
+            let failed = match self.client.send_once(&call).await {
+                Ok(resp) if resp.status() == StatusCode::ACCEPTED => {
+                    location = self.location(dest, &resp, &call)?;
+                    offset += len;
+                    (self.events)(Event::BlobProgress {
+                        digest: desc.digest.clone(),
+                        done: offset,
+                        size: desc.size,
+                    });
+                    continue;
+                }
+                Ok(resp)
+                    if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE
+                        || resp.status().is_server_error() =>
+                {
+                    self.client.status_error(&call, resp, 1).await
+                }
+                Ok(resp) => return Err(self.client.status_error(&call, resp, 1).await),
+                Err(e @ (RegistryError::Connect { .. } | RegistryError::Status { .. })) => e,
+                Err(e) => return Err(e),
+            };
+            failures += 1;
+            if failures >= policy.attempts {
+                return Err(failed);
+            }
+            tokio::time::sleep(policy.delay(failures - 1)).await;
+            let (at, kept) = self.session_status(dest, &location).await?;
+            if kept > desc.size {
+                return Err(RegistryError::Protocol {
+                    host: dest.api_host().to_owned(),
+                    request: format!("GET {}", call.describe().trim_start_matches("PATCH ")),
+                    detail: format!(
+                        "the upload session holds {kept} bytes of a {}-byte blob",
+                        desc.size
+                    ),
+                });
+            }
+            tracing::debug!(digest = %desc.digest, offset, kept, error = %failed, "chunk failed; resuming the upload");
+            (self.events)(Event::BlobResumed {
+                digest: desc.digest.clone(),
+                offset: kept,
+            });
+            location = at;
+            offset = kept;
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        let call = Call {
+            image: dest,
+            access,
+            method: Method::PUT,
+            url: with_digest(&location, &desc.digest),
+            headers,
+            body: None,
+        };
+        let resp = self.client.send(&call).await?;
+        self.check_created(&call, resp, &desc.digest).await
+    }
+
+    /// How many bytes an upload session holds, and its current location.
+    async fn session_status(
+        &self,
+        dest: &ImageRef,
+        location: &str,
+    ) -> Result<(String, u64), RegistryError> {
+        let call = Call {
+            image: dest,
+            access: Access::Push { mount_from: None },
+            method: Method::GET,
+            url: location.to_owned(),
+            headers: HeaderMap::new(),
+            body: None,
+        };
+        let resp = self.client.send(&call).await?;
+        if resp.status() != StatusCode::NO_CONTENT {
+            return Err(self.client.status_error(&call, resp, 1).await);
+        }
+        let at = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(|| location.to_owned(), |l| self.absolute(dest, l));
+        Ok((at, session_bytes(resp.headers())))
     }
 
     async fn check_created(
@@ -470,6 +697,50 @@ impl Pusher<'_> {
     }
 }
 
+/// Where content missing from the store comes from during a push.
+pub(super) enum Filler<'a> {
+    /// The repository the image was pulled from.
+    Registry(Puller<'a>, ImageRef),
+    /// The OCI layout it was imported from (`image_from`).
+    Layout(&'a crate::store::Store, crate::image::layout::Layout),
+}
+
+impl Filler<'_> {
+    /// Fetches a manifest or index into the store, verified.
+    pub(super) async fn document(&self, desc: &Descriptor) -> Result<(), RegistryError> {
+        match self {
+            Filler::Registry(puller, origin) => {
+                let (bytes, _, _) = puller
+                    .fetch_manifest(origin, &desc.digest.to_string(), Some(&desc.digest))
+                    .await?;
+                puller.store.put_bytes(Some(&desc.digest), &bytes)?;
+                Ok(())
+            }
+            Filler::Layout(..) => self.blob(desc).await,
+        }
+    }
+
+    /// Fetches a blob into the store, verified.
+    pub(super) async fn blob(&self, desc: &Descriptor) -> Result<(), RegistryError> {
+        match self {
+            Filler::Registry(puller, origin) => puller.fetch_blob(origin, desc).await,
+            Filler::Layout(store, layout) => {
+                // Local disk to local disk: blocking is brief next to the upload it feeds.
+                let reader = BlobSource::open(layout, &desc.digest)?;
+                store.put_reader(&desc.digest, desc.size, reader)?;
+                Ok(())
+            }
+        }
+    }
+}
+
+fn nested_too_deep(dest: &ImageRef) -> RegistryError {
+    RegistryError::Store(StoreError::Io {
+        path: dest.to_string().into(),
+        source: std::io::Error::other("indexes nest more than 4 deep"),
+    })
+}
+
 /// `location` with `digest=<digest>` added to its query.
 fn with_digest(location: &str, digest: &Digest) -> String {
     if let Ok(mut u) = reqwest::Url::parse(location) {
@@ -482,12 +753,31 @@ fn with_digest(location: &str, digest: &Digest) -> String {
     }
 }
 
+/// Bytes an upload session holds, from its `Range: 0-<last byte>` header. The
+/// distribution registry writes `0-0` for both an empty session and a one-byte one; rbuild
+/// reads it as empty (a wrong guess costs one `416` and a fresh session, never bad data).
+fn session_bytes(headers: &HeaderMap) -> u64 {
+    headers
+        .get("range")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().trim_start_matches("bytes=").split_once('-'))
+        .and_then(|(_, end)| end.parse::<u64>().ok())
+        .map_or(0, |end| if end == 0 { 0 } else { end + 1 })
+}
+
 /// Whether a failed blob upload is worth starting again.
 fn retryable(e: &RegistryError) -> bool {
     match e {
-        RegistryError::Connect { .. } | RegistryError::Protocol { .. } => true,
-        RegistryError::Status { status, .. } | RegistryError::NotFound { status, .. } => {
-            status.starts_with('5') || status.starts_with("404") || status.starts_with("416")
+        // Connection trouble, a confused registry, or an upload session the registry forgot
+        // (expired, or cancelled after a failure).
+        RegistryError::Connect { .. }
+        | RegistryError::Protocol { .. }
+        | RegistryError::NotFound { .. } => true,
+        RegistryError::Status { status, code, .. } => {
+            status.starts_with('5')
+                || status.starts_with("416")
+                // The session held part of an earlier attempt's body.
+                || code.code.as_deref() == Some("DIGEST_INVALID")
         }
         _ => false,
     }
@@ -496,6 +786,19 @@ fn retryable(e: &RegistryError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_ranges_give_the_bytes_kept() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert("range", HeaderValue::from_str(v).unwrap());
+            m
+        };
+        assert_eq!(session_bytes(&h("0-249999")), 250_000);
+        assert_eq!(session_bytes(&h("bytes=0-9")), 10);
+        assert_eq!(session_bytes(&h("0-0")), 0);
+        assert_eq!(session_bytes(&HeaderMap::new()), 0);
+    }
 
     #[test]
     fn digest_goes_into_the_upload_query() {

@@ -128,6 +128,8 @@ pub struct PruneOptions {
 /// What [`Store::prune`] removed.
 #[derive(Debug, Default)]
 pub struct PruneReport {
+    /// Interrupted downloads (`tmp/*.partial`) that were removed.
+    pub removed_partials: usize,
     pub removed_blobs: Vec<Digest>,
     pub removed_refs: Vec<String>,
     pub freed_bytes: u64,
@@ -432,6 +434,9 @@ impl Store {
             let size = entry.metadata().map_or(0, |m| m.len());
             if std::fs::remove_file(entry.path()).is_ok() {
                 report.freed_bytes += size;
+                if entry.file_name().to_string_lossy().ends_with(".partial") {
+                    report.removed_partials += 1;
+                }
             }
         }
         let blobs = self.blobs()?;
@@ -795,6 +800,26 @@ mod tests {
             .unwrap();
         assert_eq!(r.removed_refs, ["new"]);
         assert_eq!(r.freed_bytes, 2500);
+    }
+
+    #[test]
+    fn prune_removes_partial_downloads_and_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let hex = Digest::sha256_of(b"x").hex().to_owned();
+        std::fs::write(
+            s.tmp_dir().join(format!("sha256-{hex}.partial")),
+            [0u8; 300],
+        )
+        .unwrap();
+        std::fs::write(s.tmp_dir().join(format!("sha256-{hex}.lock")), b"").unwrap();
+        std::fs::write(s.tmp_dir().join(".blob-1-2-3"), [0u8; 20]).unwrap();
+        drop(s);
+        let s = Store::open_exclusive(dir.path(), || {}).unwrap();
+        let r = s.prune(PruneOptions::default()).unwrap();
+        assert_eq!(r.removed_partials, 1);
+        assert_eq!(r.freed_bytes, 320);
+        assert_eq!(std::fs::read_dir(s.tmp_dir()).unwrap().count(), 0);
     }
 
     #[test]

@@ -1,0 +1,840 @@
+//! The sandbox helper: `rbuild sandbox-helper`, exec'd fresh (so it is single-threaded,
+//! whatever the parent is) with a socket on descriptor 3. It reads a [`Spec`], applies it
+//! and writes back a [`Reply`]:
+//!
+//! 1. outside any new namespace: prepare the state directory, lock a run directory, open
+//!    the layer blobs still to unpack and the bind-mount sources (so they stay reachable
+//!    when rbuild runs as real root and the sandbox maps to a subordinate range);
+//! 2. fork a *mapper*, `unshare(CLONE_NEWUSER)`, let the mapper write the id maps
+//!    (`newuidmap`/`newgidmap`, or directly when privileged), become container root;
+//! 3. new mount, IPC, UTS (and, with `--network none`, network) namespaces;
+//! 4. unpack missing layer snapshots (owners land as container ids), mount the overlay
+//!    (or copy the snapshots), the standard mounts and volumes, register qemu in a
+//!    private `binfmt_misc` for a foreign platform;
+//! 5. `unshare(CLONE_NEWPID)` and fork the sandbox's init ([`super::init`]), then
+//!    supervise it: signals, the timeout (which kills the whole PID namespace);
+//! 6. tear down: unmount, remove the run directory, report.
+
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{self, Gid, Pid, Uid};
+
+use super::failure::Fail;
+use super::init::InitReport;
+use super::result::{Fact, Leftover, Reply, Status, StepResult};
+use super::rooted::Root;
+use super::spec::{IdMapping, MapMethod, Mount, Network, RootfsMode, Spec};
+use super::{mounts, procscan, snapshot, sys};
+use crate::arch::Execution;
+use crate::layer::{self, Digest, ExtractReport};
+
+/// Entry point of `rbuild sandbox-helper --parent PID`.
+pub(super) fn main(parent: u32) -> ExitCode {
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    // Directories created implicitly (snapshot parents, mount points) get the usual
+    // 0755, whatever the caller's umask; explicit modes are set with chmod anyway.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    if u32::try_from(unistd::getppid().as_raw()).ok() != Some(parent) {
+        // The parent is already gone (or this was run by hand): nobody to report to.
+        return ExitCode::from(1);
+    }
+    let Some(fd) = sys::inherited_fd(3) else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "error: `rbuild sandbox-helper` is internal; it is started by `rbuild run` and `rbuild build`"
+        );
+        return ExitCode::from(2);
+    };
+    let mut sock = UnixStream::from(fd);
+    let mut input = Vec::new();
+    let reply = match sock.read_to_end(&mut input) {
+        Err(e) => Reply::Failed(Fail::bug("cannot read the sandbox spec").cause(e).0),
+        Ok(_) => match serde_json::from_slice::<Spec>(&input) {
+            Err(e) => Reply::Failed(Fail::bug("the sandbox spec is malformed").cause(e).0),
+            Ok(spec) => match run(&spec) {
+                Ok(r) => Reply::Finished(r),
+                Err(f) => Reply::Failed(f.0),
+            },
+        },
+    };
+    let bytes = serde_json::to_vec(&reply).unwrap_or_default();
+    match sock.write_all(&bytes) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(1),
+    }
+}
+
+fn os(e: Errno) -> std::io::Error {
+    std::io::Error::from(e)
+}
+
+/// A run directory, locked while the run lives (a stale one is one whose lock is free):
+/// removed, with everything mounted in it, when dropped. On disk it holds only the
+/// overlay's `upper` and `work` (and a copied root file system in copy mode); everything
+/// else of the run lives in `tmp`, a tmpfs private to the helper's mount namespace.
+struct RunDir {
+    runs: PathBuf,
+    id: String,
+    /// Held open (and locked) while the run lives.
+    lock: File,
+    mounts: Vec<PathBuf>,
+    done: bool,
+}
+
+impl RunDir {
+    fn cleanup(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let t = Instant::now();
+        // One lazy unmount takes a whole subtree; each call costs an RCU grace period, so
+        // mounts below one already detached are skipped.
+        let mut detached: Vec<&PathBuf> = Vec::new();
+        for m in &self.mounts {
+            if !detached.iter().any(|d| m.starts_with(d)) {
+                let _ = umount2(m, MntFlags::MNT_DETACH);
+                detached.push(m);
+            }
+        }
+        tracing::debug!(us = t.elapsed().as_micros(), "sandbox: cleanup unmounted");
+        if let Ok(runs) = Root::open(&self.runs).and_then(|r| r.dir()) {
+            let _ = runs.remove_all(OsStr::new(&self.id));
+        }
+        tracing::debug!(us = t.elapsed().as_micros(), "sandbox: cleanup removed");
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+fn mkdir_owned(path: &Path, owner: Option<(u32, u32)>) -> Result<(), Fail> {
+    match fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(Fail::host(format!("cannot create `{}`", path.display()))
+                .cause(e)
+                .hint("check that rbuild's cache directory (`--cache-dir`) is writable"));
+        }
+    }
+    if let Some((u, g)) = owner {
+        let meta = fs::metadata(path)
+            .map_err(|e| Fail::host(format!("cannot inspect `{}`", path.display())).cause(e))?;
+        if meta.uid() != u || meta.gid() != g {
+            unistd::chown(path, Some(Uid::from_raw(u)), Some(Gid::from_raw(g))).map_err(|e| {
+                Fail::host(format!(
+                    "cannot hand `{}` to the sandbox's root",
+                    path.display()
+                ))
+                .cause(os(e))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies `spec`: everything from creating the namespaces to tearing them down.
+fn run(spec: &Spec) -> Result<StepResult, Fail> {
+    let started = Instant::now();
+    let me = unistd::getpid();
+    // When container root is not us on the outside (real root mapping to a subordinate
+    // range), what we create before entering the namespace must be handed to it.
+    let root_outside = (
+        spec.ids
+            .outside_uid(0)
+            .ok_or_else(|| Fail::bug("container root is not mapped"))?,
+        spec.ids
+            .outside_gid(0)
+            .ok_or_else(|| Fail::bug("container root group is not mapped"))?,
+    );
+    let owner = (root_outside.0 != unistd::geteuid().as_raw()
+        || root_outside.1 != unistd::getegid().as_raw())
+    .then_some(root_outside);
+
+    // 1. Outside: directories, the run lock, the blobs and volume sources.
+    if let Some(parent) = spec.state_dir.parent() {
+        fs::create_dir_all(parent)
+            .map_err(|e| Fail::host(format!("cannot create `{}`", parent.display())).cause(e))?;
+    }
+    let runs = spec.state_dir.join("runs");
+    let snapshots = spec.state_dir.join("snapshots").join(spec.ids.tag());
+    for d in [
+        &spec.state_dir,
+        &runs,
+        &spec.state_dir.join("snapshots"),
+        &snapshots,
+    ] {
+        mkdir_owned(d, owner)?;
+    }
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let id = format!("{}-{nanos:x}", me.as_raw());
+    let run_path = runs.join(&id);
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&run_path)
+        .map_err(|e| Fail::host(format!("cannot create `{}`", run_path.display())).cause(e))?;
+    let lock = File::open(&run_path)
+        .map_err(|e| Fail::host(format!("cannot open `{}`", run_path.display())).cause(e))?;
+    let mut run_dir = RunDir {
+        runs: runs.clone(),
+        id: id.clone(),
+        lock,
+        mounts: Vec::new(),
+        done: false,
+    };
+    run_dir
+        .lock
+        .lock()
+        .map_err(|e| Fail::host(format!("cannot lock `{}`", run_path.display())).cause(e))?;
+    mkdir_owned(&run_path, owner)?;
+
+    let mut to_unpack: Vec<(usize, File)> = Vec::new();
+    for (i, l) in spec.layers.iter().enumerate() {
+        if !snapshot::snapshot_dir(&snapshots, &l.diff_id).is_dir() {
+            let f = File::open(&l.blob).map_err(|e| {
+                Fail::input(format!("cannot open layer `{}`", l.digest))
+                    .cause(e)
+                    .because(format!("expected at `{}`", l.blob.display()))
+            })?;
+            to_unpack.push((i, f));
+        }
+    }
+    let mut volumes: Vec<Option<OwnedFd>> = Vec::new();
+    for m in &spec.mounts {
+        if let Mount::Bind { source, .. } = m {
+            let fd = nix::fcntl::open(
+                source,
+                OFlag::O_PATH | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| {
+                Fail::input(format!(
+                    "cannot bind `{}` into the sandbox",
+                    source.display()
+                ))
+                .cause(os(e))
+            })?;
+            // When rbuild may mount here (real root), the source is also cloned as a
+            // detached mount tree, attached later inside the sandbox: container root (a
+            // subordinate id) may not be able to reach the path itself.
+            volumes.push(if owner.is_some() {
+                sys::clone_tree(fd.as_fd()).ok()
+            } else {
+                None
+            });
+        }
+    }
+
+    tracing::debug!(
+        us = started.elapsed().as_micros(),
+        "sandbox: state prepared"
+    );
+    // 2. The user namespace.
+    enter_user_namespace(&spec.ids, me)?;
+
+    tracing::debug!(
+        us = started.elapsed().as_micros(),
+        "sandbox: user namespace mapped"
+    );
+    // 3. The other namespaces.
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
+    if spec.network == Network::None {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    unshare(flags)
+        .map_err(|e| Fail::host("cannot create the sandbox's namespaces").cause(os(e)))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| Fail::host("cannot make the sandbox's mounts private").cause(os(e)))?;
+    unistd::sethostname(&spec.hostname)
+        .map_err(|e| Fail::host("cannot set the sandbox's hostname").cause(os(e)))?;
+    if spec.network == Network::None {
+        sys::loopback_up()
+            .map_err(|e| Fail::host("cannot bring up the sandbox's loopback interface").cause(e))?;
+    }
+    sweep(&runs, &id);
+    let tmp = run_path.join("tmp");
+    mkdir_owned(&tmp, None)?;
+    mount(
+        Some("tmpfs"),
+        &tmp,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0700,size=16m"),
+    )
+    .map_err(|e| Fail::host("cannot mount the run's private tmpfs").cause(os(e)))?;
+    run_dir.mounts.push(tmp.clone());
+
+    tracing::debug!(
+        us = started.elapsed().as_micros(),
+        "sandbox: namespaces created"
+    );
+    // 4. The root file system.
+    let mut facts = spec.facts.clone();
+    let mut report = ExtractReport::default();
+    let unpacked: Vec<usize> = to_unpack.iter().map(|(i, _)| *i).collect();
+    for (i, blob) in to_unpack {
+        let l = &spec.layers[i];
+        let target = snapshot::snapshot_dir(&snapshots, &l.diff_id);
+        let staging = run_path.join(format!("unpack-{i}"));
+        let expected = layer::Expected {
+            digest: Digest::parse(&l.digest).ok(),
+            diff_id: Digest::parse(&l.diff_id).ok(),
+        };
+        let r = snapshot::unpack(blob, &expected, &staging, &target).map_err(|e| {
+            Fail::input(format!("cannot unpack layer `{}`", l.digest))
+                .cause(e)
+                .hint("the image is damaged or hostile; rebuild it or pull it again")
+        })?;
+        report.merge(&r);
+    }
+    for (i, l) in spec.layers.iter().enumerate() {
+        if !unpacked.contains(&i) {
+            report.merge(&snapshot::cached_report(&snapshot::snapshot_dir(
+                &snapshots, &l.diff_id,
+            )));
+        }
+    }
+    facts.extend(super::result::facts_from_extract(
+        &report,
+        spec.ids.mapped(),
+    ));
+
+    let lowers: Vec<PathBuf> = spec
+        .layers
+        .iter()
+        .map(|l| snapshot::snapshot_dir(&snapshots, &l.diff_id))
+        .collect();
+    let mut root = if spec.rootfs == RootfsMode::Copy {
+        run_path.join("root")
+    } else {
+        tmp.join("root")
+    };
+    mkdir_owned(&root, None)?;
+    let rootfs = match spec.rootfs {
+        RootfsMode::Overlay => match mount_overlay(&lowers, &run_path, &snapshots, &root) {
+            Ok(()) => "overlay",
+            Err(reason) => {
+                facts.push(Fact::OverlayFallback { reason });
+                // The copy goes to disk, not to the small private tmpfs.
+                let _ = fs::remove_dir(&root);
+                root = run_path.join("root");
+                mkdir_owned(&root, None)?;
+                copy_rootfs(&lowers, &root)?;
+                "copy"
+            }
+        },
+        RootfsMode::Copy => {
+            facts.push(Fact::OverlayFallback {
+                reason: "the copy-based root file system was requested (`RBUILD_ROOTFS=copy`)"
+                    .to_owned(),
+            });
+            copy_rootfs(&lowers, &root)?;
+            "copy"
+        }
+    };
+    run_dir.mounts.push(root.clone());
+
+    let files = tmp.join("files");
+    mkdir_owned(&files, None)?;
+    tracing::debug!(
+        us = started.elapsed().as_micros(),
+        rootfs,
+        "sandbox: root file system ready"
+    );
+    let created = mounts::apply(&root, &spec.mounts, &files, &volumes)?;
+    drop(volumes);
+
+    let execution = register_binfmt(spec, &tmp, &mut run_dir)?;
+
+    if spec.process.raise_nofile
+        && let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+
+    tracing::debug!(
+        us = started.elapsed().as_micros(),
+        "sandbox: mounts applied"
+    );
+    // 5. The PID namespace and its init.
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
+        mask.add(s);
+    }
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&mask), None)
+        .map_err(|e| Fail::bug("cannot block signals").cause(os(e)))?;
+    let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| Fail::bug("cannot create a signalfd").cause(os(e)))?;
+    unshare(CloneFlags::CLONE_NEWPID)
+        .map_err(|e| Fail::host("cannot create the sandbox's PID namespace").cause(os(e)))?;
+    let report_path = tmp.join("init-report.json");
+    let report_file = File::create(&report_path)
+        .map_err(|e| Fail::bug("cannot create the init report").cause(e))?;
+    let setup_ms = ms(started.elapsed());
+    let run_started = Instant::now();
+    let init =
+        match sys::fork().map_err(|e| Fail::host("cannot start the sandbox's init").cause(e))? {
+            sys::Forked::Child => {
+                drop(sfd);
+                super::init::run(spec, &root, report_file)
+            }
+            sys::Forked::Parent(pid) => pid,
+        };
+    drop(report_file);
+    let timed_out = supervise(init, spec.timeout_ms.map(Duration::from_millis), &sfd);
+    let run_ms = ms(run_started.elapsed());
+
+    tracing::debug!(us = started.elapsed().as_micros(), "sandbox: init ended");
+    // 6. Report and tear down.
+    let teardown_started = Instant::now();
+    let init_report: Option<InitReport> = fs::read(&report_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    run_dir.cleanup();
+    tracing::debug!(us = started.elapsed().as_micros(), "sandbox: torn down");
+    let teardown_ms = ms(teardown_started.elapsed());
+
+    let (status, killed) = match (timed_out, init_report) {
+        (Some(leftovers), _) => (
+            Status::TimedOut {
+                after_ms: spec.timeout_ms.unwrap_or(0),
+            },
+            leftovers,
+        ),
+        (
+            None,
+            Some(InitReport {
+                failure: Some(f), ..
+            }),
+        ) => return Err(Fail(f)),
+        (
+            None,
+            Some(InitReport {
+                status: Some(s),
+                killed,
+                ..
+            }),
+        ) => (s, killed),
+        (None, _) => return Err(Fail::bug("the sandbox's init ended without a report")),
+    };
+    if !killed.is_empty() && !matches!(status, Status::TimedOut { .. }) {
+        facts.push(Fact::LeakedProcesses {
+            processes: killed.clone(),
+        });
+    }
+    let platform = spec.platform.to_string();
+    match (&status, &execution) {
+        (Status::NotStarted { errno, program, .. }, _) if *errno == libc::ENOEXEC => {
+            facts.push(Fact::ExecFormatError {
+                platform: platform.clone(),
+                program: program.clone(),
+            });
+        }
+        (Status::Signaled { signal, .. }, Execution::Private { registration, .. }) => {
+            facts.push(Fact::EmulatorSignal {
+                platform: platform.clone(),
+                signal: *signal,
+                interpreter: registration.interpreter.display().to_string(),
+            });
+        }
+        (Status::Signaled { signal, .. }, Execution::Host { entry }) => {
+            facts.push(Fact::EmulatorSignal {
+                platform: platform.clone(),
+                signal: *signal,
+                interpreter: entry.interpreter.display().to_string(),
+            });
+        }
+        _ => {}
+    }
+    Ok(StepResult {
+        status,
+        killed,
+        facts,
+        rootfs: rootfs.to_owned(),
+        mountpoints_created: created,
+        setup_ms,
+        run_ms,
+        teardown_ms,
+    })
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Creates the user namespace and maps it (via a forked mapper still outside), then
+/// makes this process container root with no supplementary groups.
+fn enter_user_namespace(ids: &IdMapping, me: Pid) -> Result<(), Fail> {
+    let (go_r, go_w) = unistd::pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| Fail::bug("cannot create a pipe").cause(os(e)))?;
+    let (res_r, res_w) = unistd::pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| Fail::bug("cannot create a pipe").cause(os(e)))?;
+    let mapper = match sys::fork().map_err(|e| Fail::host("cannot fork the id mapper").cause(e))? {
+        sys::Forked::Child => {
+            drop(go_w);
+            drop(res_r);
+            let mut go = [0u8; 1];
+            let ready = File::from(go_r).read(&mut go).is_ok_and(|n| n == 1);
+            if !ready {
+                sys::exit_now(1);
+            }
+            let code = match write_maps(ids, me) {
+                Ok(()) => 0,
+                Err(msg) => {
+                    let _ = File::from(res_w).write_all(msg.as_bytes());
+                    1
+                }
+            };
+            sys::exit_now(code)
+        }
+        sys::Forked::Parent(pid) => pid,
+    };
+    drop(go_r);
+    drop(res_w);
+    let unshared = unshare(CloneFlags::CLONE_NEWUSER);
+    // Tell the mapper to go on (or, on failure, to give up: it sees end of file).
+    let mut go_w = File::from(go_w);
+    if unshared.is_ok() {
+        let _ = go_w.write_all(b"1");
+    }
+    drop(go_w);
+    let mut mapper_msg = String::new();
+    let _ = File::from(res_r).read_to_string(&mut mapper_msg);
+    let mapper_status = waitpid(mapper, None);
+    if let Err(e) = unshared {
+        return Err(Fail::host("cannot create a user namespace")
+            .cause(os(e))
+            .hint("unprivileged user namespaces must be allowed: `sysctl kernel.unprivileged_userns_clone=1` (Debian), `sysctl user.max_user_namespaces=28633`; on Ubuntu 23.10+ also `sysctl kernel.apparmor_restrict_unprivileged_userns=0`")
+            .hint("inside a container, run it with seccomp and AppArmor unconfined (Kubernetes: `seccompProfile: Unconfined`, `appArmorProfile: Unconfined`)"));
+    }
+    if !matches!(mapper_status, Ok(WaitStatus::Exited(_, 0))) {
+        let mut f = Fail::host("cannot map ids into the sandbox's user namespace").because(
+            if mapper_msg.is_empty() {
+                "the id mapper failed".to_owned()
+            } else {
+                mapper_msg.trim().to_owned()
+            },
+        );
+        f = match &ids.method {
+            MapMethod::Newidmap { .. } => f
+                .hint("check the user's ranges in `/etc/subuid` and `/etc/subgid` (no overlap with other users) and that `newuidmap`/`newgidmap` are setuid root (`apt-get install --reinstall uidmap`)")
+                .hint("on Ubuntu 23.10+: `sysctl kernel.apparmor_restrict_unprivileged_userns=0`"),
+            _ => f.hint("on Ubuntu 23.10+: `sysctl kernel.apparmor_restrict_unprivileged_userns=0`"),
+        };
+        return Err(f);
+    }
+    let root_g = Gid::from_raw(0);
+    unistd::setresgid(root_g, root_g, root_g)
+        .map_err(|e| Fail::host("cannot become root in the sandbox").cause(os(e)))?;
+    if ids.method != MapMethod::Single {
+        // Supplementary groups of the caller are not mapped; drop them (allowed since the
+        // maps were written by a privileged writer, which leaves `setgroups` enabled).
+        let _ = unistd::setgroups(&[]);
+    }
+    let root_u = Uid::from_raw(0);
+    unistd::setresuid(root_u, root_u, root_u)
+        .map_err(|e| Fail::host("cannot become root in the sandbox").cause(os(e)))?;
+    Ok(())
+}
+
+/// The mapper's job: write the maps of `pid`'s new user namespace.
+fn write_maps(ids: &IdMapping, pid: Pid) -> Result<(), String> {
+    let triples = |ranges: &[super::spec::IdRange]| -> Vec<String> {
+        ranges
+            .iter()
+            .flat_map(|r| {
+                [
+                    r.inside.to_string(),
+                    r.outside.to_string(),
+                    r.count.to_string(),
+                ]
+            })
+            .collect()
+    };
+    match &ids.method {
+        MapMethod::Newidmap {
+            newuidmap,
+            newgidmap,
+        } => {
+            let spawn = |tool: &Path, ranges: &[super::spec::IdRange]| {
+                Command::new(tool)
+                    .arg(pid.as_raw().to_string())
+                    .args(triples(ranges))
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .map_err(|e| format!("cannot run `{}`: {e}", tool.display()))
+            };
+            let u = spawn(newuidmap, &ids.uid)?;
+            let g = spawn(newgidmap, &ids.gid)?;
+            for (tool, child) in [(newuidmap, u), (newgidmap, g)] {
+                let out = child
+                    .wait_with_output()
+                    .map_err(|e| format!("cannot wait for `{}`: {e}", tool.display()))?;
+                if !out.status.success() {
+                    return Err(format!(
+                        "`{}` failed ({}): {}",
+                        tool.display(),
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ));
+                }
+            }
+            Ok(())
+        }
+        MapMethod::Direct | MapMethod::Single => {
+            let proc = PathBuf::from(format!("/proc/{}", pid.as_raw()));
+            let write = |file: &str, text: &str| {
+                fs::write(proc.join(file), text).map_err(|e| {
+                    format!(
+                        "cannot write `/proc/{}/{file}` (`{}`): {e}",
+                        pid.as_raw(),
+                        text.trim()
+                    )
+                })
+            };
+            if ids.method == MapMethod::Single {
+                write("setgroups", "deny")?;
+            }
+            write("uid_map", &ids.uid_map())?;
+            write("gid_map", &ids.gid_map())
+        }
+    }
+}
+
+/// Removes run directories whose helper is gone (their lock is free and they are not
+/// new: a run locks its directory right after creating it).
+fn sweep(runs: &Path, own: &str) {
+    let Ok(entries) = fs::read_dir(runs) else {
+        return;
+    };
+    let Ok(dir) = Root::open(runs).and_then(|r| r.dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if name == own {
+            continue;
+        }
+        let old = fs::symlink_metadata(e.path())
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_mins(1));
+        let stale = old && File::open(e.path()).is_ok_and(|f| f.try_lock().is_ok());
+        if stale {
+            let _ = dir.remove_all(&name);
+        }
+    }
+}
+
+/// Mounts overlayfs at `root` over `lowers` (bottom first) with a fresh upper directory.
+fn mount_overlay(
+    lowers: &[PathBuf],
+    run: &Path,
+    snapshots: &Path,
+    root: &Path,
+) -> Result<(), String> {
+    let upper = run.join("upper");
+    let work = run.join("work");
+    for d in [&upper, &work] {
+        fs::create_dir(d).map_err(|e| format!("cannot create `{}`: {e}", d.display()))?;
+    }
+    // Lower directories are named relative to the snapshot directory (the helper's
+    // working directory for the mount call) to keep the option string short.
+    let mut names: Vec<String> = lowers
+        .iter()
+        .rev()
+        .map(|p| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    if names.is_empty() {
+        let empty = run.join("empty");
+        fs::create_dir(&empty).map_err(|e| format!("cannot create `{}`: {e}", empty.display()))?;
+        names.push(empty.display().to_string());
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={},userxattr",
+        names.join(":"),
+        upper.display(),
+        work.display()
+    );
+    if opts.len() >= 4000 {
+        return Err(format!(
+            "{} layers are more than one overlay mount can name",
+            lowers.len()
+        ));
+    }
+    let cwd = std::env::current_dir().ok();
+    unistd::chdir(snapshots).map_err(|e| format!("cannot enter `{}`: {e}", snapshots.display()))?;
+    let res = mount(
+        Some("overlay"),
+        root,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(opts.as_str()),
+    );
+    if let Some(c) = cwd {
+        let _ = unistd::chdir(&c);
+    }
+    res.map_err(|e| format!("mount -t overlay: {}", e.desc()))
+}
+
+fn copy_rootfs(lowers: &[PathBuf], root: &Path) -> Result<(), Fail> {
+    snapshot::copy_merged(lowers, root)
+        .map_err(|e| Fail::host("cannot copy the image into the sandbox").cause(e))?;
+    // pivot_root needs a mount point.
+    mount(
+        Some(root),
+        root,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| Fail::host("cannot bind the copied root file system").cause(os(e)))
+}
+
+/// Registers the platform's interpreter in a private `binfmt_misc` when the spec asks for
+/// it. Returns how binaries will actually run.
+fn register_binfmt(spec: &Spec, run: &Path, run_dir: &mut RunDir) -> Result<Execution, Fail> {
+    let Execution::Private {
+        registration,
+        host_fallback,
+    } = &spec.execution
+    else {
+        return Ok(spec.execution.clone());
+    };
+    let dir = run.join("binfmt");
+    mkdir_owned(&dir, None)?;
+    let mounted = mount(
+        Some("binfmt_misc"),
+        &dir,
+        Some("binfmt_misc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    );
+    let failure = match mounted {
+        Ok(()) => {
+            run_dir.mounts.push(dir.clone());
+            match fs::write(dir.join("register"), &registration.line) {
+                Ok(()) => return Ok(spec.execution.clone()),
+                Err(e) => format!(
+                    "registering `{}` from `{}` failed: {e}",
+                    registration.name,
+                    registration.source.display()
+                ),
+            }
+        }
+        Err(e) => format!("mounting a private binfmt_misc failed: {}", e.desc()),
+    };
+    if let Some(entry) = host_fallback {
+        return Ok(Execution::Host {
+            entry: entry.clone(),
+        });
+    }
+    let hint = format!(
+        "register the interpreter on the host once, as root: `update-binfmts --enable {}`",
+        registration.name
+    );
+    Err(
+        Fail::host(format!("cannot run `{}` binaries", spec.platform))
+            .because(&failure)
+            .hint(hint.clone())
+            .fact(Fact::BinfmtMissing {
+                platform: spec.platform.to_string(),
+                reason: failure,
+                hint,
+            }),
+    )
+}
+
+/// Waits for init to end; on timeout lists what runs in its PID namespace and kills it
+/// all. Returns the processes killed by the timeout, if it struck.
+fn supervise(init: Pid, timeout: Option<Duration>, sfd: &SignalFd) -> Option<Vec<Leftover>> {
+    let start = Instant::now();
+    let mut deadline = timeout.map(|t| start + t);
+    let mut timed_out: Option<Vec<Leftover>> = None;
+    let mut grace: Option<Instant> = None;
+    let init_ns = fs::read_link(format!("/proc/{}/ns/pid", init.as_raw())).ok();
+    loop {
+        let now = Instant::now();
+        let wake = [deadline, grace].into_iter().flatten().min();
+        if let Some(w) = wake
+            && now >= w
+        {
+            if deadline.is_some_and(|d| now >= d) && timed_out.is_none() {
+                let ns = init_ns.clone();
+                let list = procscan::scan(Path::new("/proc"), |pid| {
+                    pid != init.as_raw()
+                        && ns.is_some()
+                        && fs::read_link(format!("/proc/{pid}/ns/pid")).ok() == ns
+                });
+                timed_out = Some(list);
+            }
+            let _ = kill(init, Signal::SIGKILL);
+            deadline = None;
+            grace = None;
+        }
+        let wait_ms = [deadline, grace]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|w| w.saturating_duration_since(Instant::now()))
+            .map_or(PollTimeout::NONE, |d| {
+                PollTimeout::try_from(d.as_millis().min(60_000) as i32 + 1)
+                    .unwrap_or(PollTimeout::NONE)
+            });
+        let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, wait_ms);
+        while let Ok(Some(info)) = sfd.read_signal() {
+            let sig = i32::try_from(info.ssi_signo).unwrap_or(0);
+            if sig == Signal::SIGTERM as i32 || sig == Signal::SIGHUP as i32 {
+                // Ask the command to stop (init forwards it), then force it.
+                let _ = kill(init, Signal::SIGTERM);
+                grace.get_or_insert(Instant::now() + Duration::from_secs(10));
+            }
+        }
+        match waitpid(init, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) | Err(_) => return timed_out,
+            _ => {}
+        }
+    }
+}

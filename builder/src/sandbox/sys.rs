@@ -1,0 +1,360 @@
+//! The only `unsafe` code in rbuild: the few system calls `nix` does not wrap safely,
+//! each in a small function with the reason it is sound.
+
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nix::sys::signal::{self, SigHandler, Signal};
+use nix::unistd::ForkResult;
+
+/// Takes ownership of descriptor `fd` inherited from the parent process, if it is open.
+pub fn inherited_fd(fd: RawFd) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_GETFD only queries the descriptor table.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: the descriptor is open (checked above) and was passed to this process for
+    // it to own: nothing else in this freshly exec'd process refers to it.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// `/proc/self/fd/<fd>`: the magic link to what a descriptor refers to.
+pub fn fd_path(fd: RawFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{fd}"))
+}
+
+fn cpath(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+fn cname(name: &str) -> io::Result<CString> {
+    CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+fn check(ret: libc::c_int) -> io::Result<()> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `lsetxattr(2)`: sets an attribute on `path` itself, not following a final symlink.
+pub fn lsetxattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+    let (p, n) = (cpath(path)?, cname(name)?);
+    // SAFETY: `p` and `n` are NUL-terminated strings that outlive the call; `value` is a
+    // valid buffer of `value.len()` bytes that the kernel only reads.
+    check(unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    })
+}
+
+/// `setxattr(2)`: sets an attribute on what `path` resolves to (used on
+/// `/proc/self/fd/N` to reach a directory held by an `O_PATH` descriptor).
+pub fn setxattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+    let (p, n) = (cpath(path)?, cname(name)?);
+    // SAFETY: as in `lsetxattr`.
+    check(unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    })
+}
+
+/// `fsetxattr(2)`.
+pub fn fsetxattr(fd: BorrowedFd<'_>, name: &str, value: &[u8]) -> io::Result<()> {
+    let n = cname(name)?;
+    // SAFETY: `fd` is an open descriptor borrowed for the call; `n` is NUL-terminated and
+    // `value` a valid buffer of `value.len()` bytes, both outliving the call.
+    check(unsafe {
+        libc::fsetxattr(
+            fd.as_raw_fd(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    })
+}
+
+/// `lgetxattr(2)`; `None` when the attribute is not set.
+pub fn lgetxattr(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
+    let (p, n) = (cpath(path)?, cname(name)?);
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: `buf` is a writable buffer of `buf.len()` bytes; the kernel writes at
+        // most that many and returns how many it wrote.
+        let ret =
+            unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if ret >= 0 {
+            buf.truncate(usize::try_from(ret).unwrap_or(0));
+            return Ok(Some(buf));
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::ENODATA) => return Ok(None),
+            Some(libc::ERANGE) if buf.len() < (1 << 20) => buf.resize(buf.len() * 4, 0),
+            _ => return Err(err),
+        }
+    }
+}
+
+/// `llistxattr(2)`: the attribute names of `path` itself.
+pub fn llistxattr(path: &Path) -> io::Result<Vec<String>> {
+    let p = cpath(path)?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: as in `lgetxattr`.
+        let ret = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if ret >= 0 {
+            buf.truncate(usize::try_from(ret).unwrap_or(0));
+            return Ok(buf
+                .split(|b| *b == 0)
+                .filter(|n| !n.is_empty())
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .collect());
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::ERANGE) if buf.len() < (1 << 20) => buf.resize(buf.len() * 4, 0),
+            _ => return Err(err),
+        }
+    }
+}
+
+/// Ends this (forked) process at once with `code`, without running exit handlers or
+/// destructors that belong to the parent's state (`_exit(2)`).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` takes no pointers and never returns; skipping destructors and
+    // `atexit` handlers is exactly what a forked child must do.
+    unsafe { libc::_exit(code) }
+}
+
+/// Marks every descriptor from `first` up close-on-exec (`close_range(2)` with
+/// `CLOSE_RANGE_CLOEXEC`), so a command started next inherits only what is below.
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: only changes descriptor flags; no memory is passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            libc::c_uint::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// The two sides of a `fork`.
+#[derive(Debug)]
+pub enum Forked {
+    Parent(nix::unistd::Pid),
+    Child,
+}
+
+/// `fork(2)`, for the sandbox helper and the sandbox init only.
+///
+/// Callers guarantee the process is single-threaded (the helper is a freshly exec'd
+/// process that starts no threads), so the child may run ordinary Rust code afterwards:
+/// no lock can be held by a thread that does not exist in the child.
+pub fn fork() -> io::Result<Forked> {
+    // SAFETY: the helper and init are single-threaded (see above), which is the condition
+    // under which a forked child may allocate, lock and run arbitrary code.
+    match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
+        ForkResult::Parent { child } => Ok(Forked::Parent(child)),
+        ForkResult::Child => Ok(Forked::Child),
+    }
+}
+
+/// Resets every catchable signal to its default action (the Rust runtime ignores
+/// `SIGPIPE`; the command must get the defaults a shell gives it).
+pub fn reset_signal_dispositions() {
+    for sig in Signal::iterator() {
+        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: installing `SIG_DFL` runs no code of ours in signal context, so it
+        // cannot violate any invariant; errors (for signals that cannot be changed) are
+        // harmless.
+        let _ = unsafe { signal::signal(sig, SigHandler::SigDfl) };
+    }
+}
+
+/// Makes `fd` the child's descriptor 3 (without close-on-exec) when `cmd` is spawned.
+pub fn pass_fd_as_3(cmd: &mut Command, fd: RawFd) {
+    // SAFETY: the closure runs between fork and exec, where only async-signal-safe calls
+    // are allowed; `dup2` and `fcntl` are async-signal-safe and the closure allocates
+    // nothing. `fd` stays open in the parent until the spawn returns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if fd == 3 {
+                let flags = libc::fcntl(3, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            } else if libc::dup2(fd, 3) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Brings the loopback interface of the current network namespace up.
+pub fn loopback_up() -> io::Result<()> {
+    // SAFETY: creates a socket descriptor owned by this function and closed below.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `ifreq` is plain data for which all-zero bytes are a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = libc::c_char::try_from(*src).unwrap_or(0);
+    }
+    // SAFETY: `req` is a valid, writable `ifreq` naming `lo`; SIOCGIFFLAGS fills in
+    // `ifru_flags` and SIOCSIFFLAGS reads it; `sock` is a valid socket.
+    let result = unsafe {
+        if libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            req.ifr_ifru.ifru_flags |= libc::c_short::try_from(libc::IFF_UP).unwrap_or(1);
+            if libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        }
+    };
+    // SAFETY: `sock` is ours and closed exactly once.
+    unsafe { libc::close(sock) };
+    result
+}
+
+/// A detached copy of the mount tree at `fd` (`open_tree(2)` with `OPEN_TREE_CLONE` and
+/// `AT_RECURSIVE`), which can later be attached in another mount namespace with
+/// [`attach_tree`]. Needs `CAP_SYS_ADMIN` over the current mount namespace.
+pub fn clone_tree(fd: BorrowedFd<'_>) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let flags = OPEN_TREE_CLONE
+        | libc::O_CLOEXEC as libc::c_uint
+        | libc::AT_EMPTY_PATH as libc::c_uint
+        | libc::AT_RECURSIVE as libc::c_uint;
+    // SAFETY: `fd` is open for the call and the path is an empty NUL-terminated string;
+    // on success the kernel returns a new descriptor that we take ownership of.
+    let ret = unsafe { libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), c"".as_ptr(), flags) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let raw = RawFd::try_from(ret).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    // SAFETY: `raw` is a descriptor the kernel just created for us; nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) })
+}
+
+/// Attaches a detached mount tree from [`clone_tree`] onto the mount point `target`
+/// (`move_mount(2)`).
+pub fn attach_tree(tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    // SAFETY: both descriptors are open for the call and both paths are empty
+    // NUL-terminated strings the kernel only reads.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Makes the mount `fd` refers to and every mount below it read-only (`mount_setattr(2)`
+/// with `AT_RECURSIVE`, Linux >= 5.12).
+pub fn make_tree_readonly(fd: BorrowedFd<'_>) -> io::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: `fd` is open for the call, the path is an empty NUL-terminated string,
+    // `attr` is a valid `struct mount_attr` of the size passed; the kernel only reads them.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &raw const attr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xattrs_round_trip_on_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, b"x").unwrap();
+        lsetxattr(&f, "user.rbuild.test", b"value").unwrap();
+        assert_eq!(
+            lgetxattr(&f, "user.rbuild.test").unwrap().as_deref(),
+            Some(&b"value"[..])
+        );
+        assert!(
+            llistxattr(&f)
+                .unwrap()
+                .contains(&"user.rbuild.test".to_owned())
+        );
+        assert_eq!(lgetxattr(&f, "user.rbuild.none").unwrap(), None);
+    }
+}
