@@ -17,4 +17,5 @@ pub mod outcome;
 pub mod progress;
 pub mod registry;
 pub mod sandbox;
+pub mod solve;
 pub mod store;

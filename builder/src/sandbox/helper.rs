@@ -38,10 +38,12 @@ use nix::unistd::{self, Gid, Pid, Uid};
 
 use super::failure::Fail;
 use super::init::InitReport;
-use super::result::{Fact, Leftover, Reply, Status, StepResult};
+use super::result::{Fact, Leftover, Reply, Status, StepOutput, StepResult, TarReport};
 use super::rooted::Root;
-use super::spec::{IdMapping, MapMethod, Mount, Network, RootfsMode, Spec};
-use super::{mounts, procscan, snapshot, sys};
+use super::spec::{
+    IdMapping, LayerSpec, MapMethod, Mount, Network, RootfsMode, Spec, StepAction, StepSpec, TarJob,
+};
+use super::{fileop, mounts, procscan, snapshot, sys};
 use crate::arch::Execution;
 use crate::layer::{self, Digest, ExtractReport};
 
@@ -62,14 +64,24 @@ pub(super) fn main(parent: u32) -> ExitCode {
         );
         return ExitCode::from(2);
     };
+    // Descriptors 4 (a build step's layer out) and 5 (its copy sources in) are taken now,
+    // before anything else opens a file that could get their numbers.
+    let passed = Passed {
+        diff_out: sys::inherited_fd(4).map(File::from),
+        stream_in: sys::inherited_fd(5).map(File::from),
+    };
     let mut sock = UnixStream::from(fd);
     let mut input = Vec::new();
     let reply = match sock.read_to_end(&mut input) {
         Err(e) => Reply::Failed(Fail::bug("cannot read the sandbox spec").cause(e).0),
-        Ok(_) => match serde_json::from_slice::<Spec>(&input) {
+        Ok(_) => match serde_json::from_slice::<Request>(&input) {
             Err(e) => Reply::Failed(Fail::bug("the sandbox spec is malformed").cause(e).0),
-            Ok(spec) => match run(&spec) {
+            Ok(Request::Run(spec)) => match run(&spec, passed) {
                 Ok(r) => Reply::Finished(r),
+                Err(f) => Reply::Failed(f.0),
+            },
+            Ok(Request::Tar(job)) => match tar_job(&job, passed) {
+                Ok(r) => Reply::Tarred(r),
                 Err(f) => Reply::Failed(f.0),
             },
         },
@@ -79,6 +91,20 @@ pub(super) fn main(parent: u32) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::from(1),
     }
+}
+
+/// The descriptors a build step may pass besides the socket.
+struct Passed {
+    diff_out: Option<File>,
+    stream_in: Option<File>,
+}
+
+/// What the helper is asked to do.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum Request {
+    Run(Box<Spec>),
+    Tar(TarJob),
 }
 
 fn os(e: Errno) -> std::io::Error {
@@ -99,11 +125,8 @@ struct RunDir {
 }
 
 impl RunDir {
-    fn cleanup(&mut self) {
-        if self.done {
-            return;
-        }
-        self.done = true;
+    /// Detaches everything mounted for the run (idempotent).
+    fn unmount(&mut self) {
         let t = Instant::now();
         // One lazy unmount takes a whole subtree; each call costs an RCU grace period, so
         // mounts below one already detached are skipped.
@@ -114,7 +137,17 @@ impl RunDir {
                 detached.push(m);
             }
         }
+        self.mounts.clear();
         tracing::debug!(us = t.elapsed().as_micros(), "sandbox: cleanup unmounted");
+    }
+
+    fn cleanup(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        self.unmount();
+        let t = Instant::now();
         if let Ok(runs) = Root::open(&self.runs).and_then(|r| r.dir()) {
             let _ = runs.remove_all(OsStr::new(&self.id));
         }
@@ -155,7 +188,7 @@ fn mkdir_owned(path: &Path, owner: Option<(u32, u32)>) -> Result<(), Fail> {
 }
 
 /// Applies `spec`: everything from creating the namespaces to tearing them down.
-fn run(spec: &Spec) -> Result<StepResult, Fail> {
+fn run(spec: &Spec, passed: Passed) -> Result<StepResult, Fail> {
     let started = Instant::now();
     let me = unistd::getpid();
     // When container root is not us on the outside (real root mapping to a subordinate
@@ -211,8 +244,22 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
         .map_err(|e| Fail::host(format!("cannot lock `{}`", run_path.display())).cause(e))?;
     mkdir_owned(&run_path, owner)?;
 
+    // The step's descriptors: its layer goes out on 4, streamed copy sources come in on 5.
+    let (diff_out, stream_in) = if spec.step.is_some() {
+        (passed.diff_out, passed.stream_in)
+    } else {
+        (None, None)
+    };
+    let all_layers: Vec<&LayerSpec> = spec
+        .layers
+        .iter()
+        .chain(spec.step.iter().flat_map(|s| s.trees.iter().flatten()))
+        .collect();
     let mut to_unpack: Vec<(usize, File)> = Vec::new();
-    for (i, l) in spec.layers.iter().enumerate() {
+    for (i, l) in all_layers.iter().enumerate() {
+        if l.dir.is_some() {
+            continue;
+        }
         if !snapshot::snapshot_dir(&snapshots, &l.diff_id).is_dir() {
             let f = File::open(&l.blob).map_err(|e| {
                 Fail::input(format!("cannot open layer `{}`", l.digest))
@@ -302,7 +349,7 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
     let mut report = ExtractReport::default();
     let unpacked: Vec<usize> = to_unpack.iter().map(|(i, _)| *i).collect();
     for (i, blob) in to_unpack {
-        let l = &spec.layers[i];
+        let l = all_layers[i];
         let target = snapshot::snapshot_dir(&snapshots, &l.diff_id);
         let staging = run_path.join(format!("unpack-{i}"));
         let expected = layer::Expected {
@@ -316,8 +363,16 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
         })?;
         report.merge(&r);
     }
-    for (i, l) in spec.layers.iter().enumerate() {
-        if !unpacked.contains(&i) {
+    for (i, l) in all_layers.iter().enumerate() {
+        if l.dir.is_some() {
+            if !snapshot::snapshot_dir(&snapshots, l.snapshot_name()).is_dir() {
+                return Err(Fail::bug(format!(
+                    "the build step snapshot `{}` is missing",
+                    l.snapshot_name()
+                ))
+                .hint("run the build again with `--no-cache`"));
+            }
+        } else if !unpacked.contains(&i) {
             report.merge(&snapshot::cached_report(&snapshot::snapshot_dir(
                 &snapshots, &l.diff_id,
             )));
@@ -328,11 +383,21 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
         spec.ids.mapped(),
     ));
 
-    let lowers: Vec<PathBuf> = spec
-        .layers
-        .iter()
-        .map(|l| snapshot::snapshot_dir(&snapshots, &l.diff_id))
-        .collect();
+    let runs_process = !matches!(
+        spec.step.as_ref().map(|s| &s.action),
+        Some(StepAction::Files { .. })
+    );
+    let mut lowers: Vec<PathBuf> = Vec::new();
+    if spec.step.is_some() && runs_process {
+        // Mount points in a lower of their own, below the image, so that mounting them
+        // never adds stubs (or copied-up parents) to the step's changes.
+        lowers.push(ensure_stubs(&snapshots, &run_path)?);
+    }
+    lowers.extend(
+        spec.layers
+            .iter()
+            .map(|l| snapshot::snapshot_dir(&snapshots, l.snapshot_name())),
+    );
     let mut root = if spec.rootfs == RootfsMode::Copy {
         run_path.join("root")
     } else {
@@ -340,8 +405,15 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
     };
     mkdir_owned(&root, None)?;
     let rootfs = match spec.rootfs {
-        RootfsMode::Overlay => match mount_overlay(&lowers, &run_path, &snapshots, &root) {
+        RootfsMode::Overlay => match mount_overlay(&lowers, &run_path, &snapshots, &root, "") {
             Ok(()) => "overlay",
+            Err(reason) if spec.step.is_some() => {
+                // A build step's changes are its overlay upper directory: no fallback.
+                return Err(Fail::host("cannot mount the build step's overlay")
+                    .because(&reason)
+                    .hint("put rbuild's cache (`--cache-dir`) on a local file system that is not itself overlayfs (ext4, xfs, btrfs, tmpfs), on Linux >= 5.11")
+                    .fact(Fact::OverlayFallback { reason }));
+            }
             Err(reason) => {
                 facts.push(Fact::OverlayFallback { reason });
                 // The copy goes to disk, not to the small private tmpfs.
@@ -363,14 +435,76 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
     };
     run_dir.mounts.push(root.clone());
 
-    let files = tmp.join("files");
-    mkdir_owned(&files, None)?;
+    // The step's source trees (other stages and images), read-only overlays whose
+    // writes (through a `rw` bind mount) go to a scratch upper directory.
+    let mut trees: Vec<PathBuf> = Vec::new();
+    if let Some(step) = &spec.step {
+        for (t, layers) in step.trees.iter().enumerate() {
+            let path = tmp.join(format!("tree-{t}"));
+            mkdir_owned(&path, None)?;
+            let tree_lowers: Vec<PathBuf> = layers
+                .iter()
+                .map(|l| snapshot::snapshot_dir(&snapshots, l.snapshot_name()))
+                .collect();
+            mount_overlay(
+                &tree_lowers,
+                &run_path,
+                &snapshots,
+                &path,
+                &format!("tree-{t}-"),
+            )
+            .map_err(|reason| {
+                Fail::host("cannot mount a source stage of the build step").because(reason)
+            })?;
+            run_dir.mounts.push(path.clone());
+            trees.push(path);
+        }
+    }
+
     tracing::debug!(
         us = started.elapsed().as_micros(),
         rootfs,
         "sandbox: root file system ready"
     );
-    let created = mounts::apply(&root, &spec.mounts, &files, &volumes)?;
+    if let Some(StepSpec {
+        action: StepAction::Files { ops },
+        ..
+    }) = &spec.step
+    {
+        let merged = Root::open(&root).map_err(|e| Fail::bug("cannot open the root").cause(e))?;
+        let tree_roots = trees
+            .iter()
+            .map(|t| Root::open(t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Fail::bug("cannot open a source tree").cause(e))?;
+        let run_started = Instant::now();
+        fileop::apply(&merged, ops, stream_in, &tree_roots)?;
+        drop((merged, tree_roots));
+        let setup_ms = ms(started.elapsed()) - ms(run_started.elapsed());
+        let run_ms = ms(run_started.elapsed());
+        let teardown_started = Instant::now();
+        let step = finish_step(spec, &mut run_dir, &run_path, &snapshots, &[], diff_out)?;
+        run_dir.cleanup();
+        return Ok(StepResult {
+            status: Status::Exited { code: 0 },
+            killed: Vec::new(),
+            facts,
+            rootfs: rootfs.to_owned(),
+            mountpoints_created: Vec::new(),
+            setup_ms,
+            run_ms,
+            teardown_ms: ms(teardown_started.elapsed()),
+            step,
+        });
+    }
+
+    let files = tmp.join("files");
+    mkdir_owned(&files, None)?;
+    let extra = mounts::Extra {
+        trees: &trees,
+        cache_dir: spec.state_dir.join("cache").join(spec.ids.tag()),
+    };
+    let (created, _cache_locks) = mounts::apply(&root, &spec.mounts, &files, &volumes, &extra)?;
     drop(volumes);
 
     let execution = register_binfmt(spec, &tmp, &mut run_dir)?;
@@ -424,6 +558,23 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
     let init_report: Option<InitReport> = fs::read(&report_path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
+    let succeeded = timed_out.is_none()
+        && init_report
+            .as_ref()
+            .and_then(|r| r.status.as_ref())
+            .is_some_and(Status::success);
+    let step = if succeeded {
+        finish_step(
+            spec,
+            &mut run_dir,
+            &run_path,
+            &snapshots,
+            &created,
+            diff_out,
+        )?
+    } else {
+        None
+    };
     run_dir.cleanup();
     tracing::debug!(us = started.elapsed().as_micros(), "sandbox: torn down");
     let teardown_ms = ms(teardown_started.elapsed());
@@ -489,7 +640,207 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
         setup_ms,
         run_ms,
         teardown_ms,
+        step,
     })
+}
+
+/// The bottom lower of a build step's overlay: the mount points every sandbox needs
+/// (`/proc`, `/sys`, `/dev`, `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf`), so
+/// mounting them creates nothing in the step's upper directory when the image lacks them.
+fn ensure_stubs(snapshots: &Path, run: &Path) -> Result<PathBuf, Fail> {
+    let dir = snapshots.join("stubs-v1");
+    if dir.is_dir() {
+        return Ok(dir);
+    }
+    let staging = run.join("stubs");
+    let make = || -> std::io::Result<()> {
+        fs::DirBuilder::new().mode(0o755).create(&staging)?;
+        for d in ["proc", "sys", "dev", "etc"] {
+            fs::DirBuilder::new().mode(0o755).create(staging.join(d))?;
+        }
+        for f in ["hosts", "hostname", "resolv.conf"] {
+            File::create(staging.join("etc").join(f))?;
+        }
+        Ok(())
+    };
+    make().map_err(|e| Fail::host(format!("cannot create `{}`", staging.display())).cause(e))?;
+    match fs::rename(&staging, &dir) {
+        Ok(()) => Ok(dir),
+        Err(_) if dir.is_dir() => Ok(dir),
+        Err(e) => Err(Fail::host(format!("cannot create `{}`", dir.display())).cause(e)),
+    }
+}
+
+/// After a build step succeeded: its upper directory, with the mount points the sandbox
+/// created removed, becomes the snapshot the spec names (when it holds anything), and its
+/// layer goes to descriptor 4 when asked for.
+fn finish_step(
+    spec: &Spec,
+    run_dir: &mut RunDir,
+    run_path: &Path,
+    snapshots: &Path,
+    created: &[String],
+    diff_out: Option<File>,
+) -> Result<Option<StepOutput>, Fail> {
+    let Some(step) = &spec.step else {
+        return Ok(None);
+    };
+    // With everything unmounted the upper directory is final.
+    run_dir.unmount();
+    let upper = run_path.join("upper");
+    let exclude: Vec<PathBuf> = created
+        .iter()
+        .map(|c| PathBuf::from(c.trim_start_matches('/')))
+        .collect();
+    if !exclude.is_empty() {
+        let r = Root::open(&upper)
+            .map_err(|e| Fail::bug("cannot open the step's upper directory").cause(e))?;
+        for rel in &exclude {
+            let comps: Vec<&OsStr> = rel.iter().collect();
+            if let Some((name, parent)) = comps.split_last()
+                && let Ok(d) = r.open_dir(parent)
+            {
+                let _ = d.remove_all(name);
+            }
+        }
+    }
+    let changed = fs::read_dir(&upper)
+        .map_err(|e| Fail::bug("cannot read the step's upper directory").cause(e))?
+        .next()
+        .is_some();
+    let mut entries = 0;
+    let mut diff_written = false;
+    if let (Some(d), Some(out), true) = (step.diff, diff_out, changed) {
+        let opts = layer::diff::DiffOptions {
+            clamp_mtime: d.clamp_mtime,
+            exclude,
+        };
+        let (w, summary) = layer::diff::write_diff(
+            &upper,
+            std::io::BufWriter::with_capacity(256 << 10, out),
+            &opts,
+        )
+        .map_err(|e| Fail::host("cannot write the step's layer").cause(e))?;
+        w.into_inner()
+            .map_err(|e| Fail::host("cannot write the step's layer").cause(e.into_error()))?;
+        entries = summary.entries;
+        diff_written = true;
+    }
+    if changed {
+        let target = snapshots.join(&step.keep);
+        match fs::rename(&upper, &target) {
+            Ok(()) => {}
+            // The same step finished meanwhile in another build; theirs is as good.
+            Err(_) if target.is_dir() => {}
+            Err(e) => {
+                return Err(Fail::host(format!(
+                    "cannot keep the step's snapshot `{}`",
+                    target.display()
+                ))
+                .cause(e));
+            }
+        }
+    }
+    Ok(Some(StepOutput {
+        changed,
+        diff_written,
+        entries,
+    }))
+}
+
+/// A [`TarJob`]: one snapshot's layer, or the merged file system of several, as a tar on
+/// descriptor 4, written from inside a user namespace with the build's mapping.
+fn tar_job(job: &TarJob, passed: Passed) -> Result<TarReport, Fail> {
+    let me = unistd::getpid();
+    let out = passed
+        .diff_out
+        .ok_or_else(|| Fail::bug("a tar job has no output (descriptor 4)"))?;
+    let snapshots = job.state_dir.join("snapshots").join(job.ids.tag());
+    let mut blobs: Vec<(usize, File)> = Vec::new();
+    for (i, l) in job.layers.iter().enumerate() {
+        if l.dir.is_none() && !snapshot::snapshot_dir(&snapshots, &l.diff_id).is_dir() {
+            let f = File::open(&l.blob)
+                .map_err(|e| Fail::input(format!("cannot open layer `{}`", l.digest)).cause(e))?;
+            blobs.push((i, f));
+        }
+    }
+    enter_user_namespace(&job.ids, me)?;
+    let opts = layer::diff::DiffOptions {
+        clamp_mtime: job.diff.clamp_mtime,
+        exclude: Vec::new(),
+    };
+    let write = |dir: &Path| -> Result<TarReport, Fail> {
+        let (w, summary) = layer::diff::write_diff(
+            dir,
+            std::io::BufWriter::with_capacity(256 << 10, &out),
+            &opts,
+        )
+        .map_err(|e| Fail::host("cannot write the tar").cause(e))?;
+        w.into_inner()
+            .map_err(|e| Fail::host("cannot write the tar").cause(e.into_error()))?;
+        Ok(TarReport {
+            entries: summary.entries,
+        })
+    };
+    if let [one] = job.layers.as_slice()
+        && blobs.is_empty()
+    {
+        return write(&snapshot::snapshot_dir(&snapshots, one.snapshot_name()));
+    }
+    // Several layers (or one not unpacked yet): unpack what is missing and mount them.
+    unshare(CloneFlags::CLONE_NEWNS)
+        .map_err(|e| Fail::host("cannot create a mount namespace").cause(os(e)))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| Fail::host("cannot make the mounts private").cause(os(e)))?;
+    let runs = job.state_dir.join("runs");
+    mkdir_owned(&runs, None)?;
+    let id = format!("{}-tar", me.as_raw());
+    let run_path = runs.join(&id);
+    let _ = fs::remove_dir_all(&run_path);
+    mkdir_owned(&run_path, None)?;
+    let mut run_dir = RunDir {
+        runs,
+        id,
+        lock: File::open(&run_path)
+            .map_err(|e| Fail::host(format!("cannot open `{}`", run_path.display())).cause(e))?,
+        mounts: Vec::new(),
+        done: false,
+    };
+    let _ = run_dir.lock.lock();
+    for (i, blob) in blobs {
+        let l = &job.layers[i];
+        let target = snapshot::snapshot_dir(&snapshots, &l.diff_id);
+        let expected = layer::Expected {
+            digest: Digest::parse(&l.digest).ok(),
+            diff_id: Digest::parse(&l.diff_id).ok(),
+        };
+        snapshot::unpack(
+            blob,
+            &expected,
+            &run_path.join(format!("unpack-{i}")),
+            &target,
+        )
+        .map_err(|e| Fail::input(format!("cannot unpack layer `{}`", l.digest)).cause(e))?;
+    }
+    let lowers: Vec<PathBuf> = job
+        .layers
+        .iter()
+        .map(|l| snapshot::snapshot_dir(&snapshots, l.snapshot_name()))
+        .collect();
+    let merged = run_path.join("merged");
+    mkdir_owned(&merged, None)?;
+    mount_overlay(&lowers, &run_path, &snapshots, &merged, "")
+        .map_err(|reason| Fail::host("cannot mount the image's layers").because(reason))?;
+    run_dir.mounts.push(merged.clone());
+    let r = write(&merged);
+    run_dir.cleanup();
+    r
 }
 
 fn ms(d: Duration) -> u64 {
@@ -669,9 +1020,10 @@ fn mount_overlay(
     run: &Path,
     snapshots: &Path,
     root: &Path,
+    prefix: &str,
 ) -> Result<(), String> {
-    let upper = run.join("upper");
-    let work = run.join("work");
+    let upper = run.join(format!("{prefix}upper"));
+    let work = run.join(format!("{prefix}work"));
     for d in [&upper, &work] {
         fs::create_dir(d).map_err(|e| format!("cannot create `{}`: {e}", d.display()))?;
     }
@@ -686,6 +1038,13 @@ fn mount_overlay(
                 .unwrap_or_default()
         })
         .collect();
+    if names.len() < 2 && !prefix.is_empty() {
+        // Source trees: at least two lowers keep whiteouts and opaque markers of a
+        // single layer from showing.
+        let empty = run.join(format!("{prefix}empty"));
+        fs::create_dir(&empty).map_err(|e| format!("cannot create `{}`: {e}", empty.display()))?;
+        names.push(empty.display().to_string());
+    }
     if names.is_empty() {
         let empty = run.join("empty");
         fs::create_dir(&empty).map_err(|e| format!("cannot create `{}`: {e}", empty.display()))?;

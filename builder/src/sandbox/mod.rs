@@ -26,6 +26,7 @@
 //! directory after each run.
 
 mod failure;
+pub mod fileop;
 mod helper;
 mod init;
 mod mounts;
@@ -52,9 +53,9 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 
 use crate::arch::{self, BinfmtFacts, NotRunnable, Platform};
-use result::{SetupFailure, StepResult};
+use result::{SetupFailure, StepResult, TarReport};
 use source::Image;
-use spec::{IdError, IdFacts, Mount, Network, Process, RootfsMode, Spec};
+use spec::{IdError, IdFacts, Mount, Network, Process, RootfsMode, Spec, TarJob};
 
 /// The name of the hidden subcommand the helper runs as.
 pub const HELPER_SUBCOMMAND: &str = "sandbox-helper";
@@ -178,6 +179,7 @@ pub fn plan(image: &Image, opts: &RunOptions, host: &HostFacts) -> Result<Spec, 
                 digest: l.digest.to_string(),
                 diff_id: l.diff_id.to_string(),
                 blob: l.path.clone(),
+                dir: None,
             })
             .collect(),
         rootfs: opts.rootfs,
@@ -202,6 +204,41 @@ pub fn plan(image: &Image, opts: &RunOptions, host: &HostFacts) -> Result<Spec, 
             .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
         ids,
         facts,
+        step: None,
+    })
+}
+
+/// Computes the spec of a build step that only performs file operations
+/// ([`spec::StepAction::Files`]): no process, no emulator, no mounts besides the root.
+pub fn plan_files(
+    host: &HostFacts,
+    state_dir: &std::path::Path,
+    platform: &Platform,
+    layers: Vec<spec::LayerSpec>,
+    step: spec::StepSpec,
+) -> Result<Spec, PlanError> {
+    let (ids, facts) = spec::choose_ids(&host.ids).map_err(PlanError::Ids)?;
+    Ok(Spec {
+        state_dir: state_dir.to_path_buf(),
+        ids,
+        layers,
+        rootfs: RootfsMode::Overlay,
+        mounts: Vec::new(),
+        hostname: DEFAULT_HOSTNAME.to_owned(),
+        network: Network::Host,
+        process: Process {
+            argv: Vec::new(),
+            env: Vec::new(),
+            cwd: "/".to_owned(),
+            user: String::new(),
+            umask: 0o022,
+            raise_nofile: false,
+        },
+        platform: platform.clone(),
+        execution: arch::Execution::Native,
+        timeout_ms: None,
+        facts,
+        step: Some(step),
     })
 }
 
@@ -214,6 +251,8 @@ pub enum SandboxError {
     NoReply(String),
     #[error("{}", .0.message)]
     Setup(SetupFailure),
+    #[error("cannot store the step's layer")]
+    Layer(#[source] std::io::Error),
 }
 
 /// Runs `spec` in a fresh sandbox and waits for it.
@@ -314,11 +353,162 @@ fn run_inner(spec: &Spec, foreground: bool) -> Result<StepResult, SandboxError> 
     match serde_json::from_slice::<result::Reply>(&reply) {
         Ok(result::Reply::Finished(r)) => Ok(r),
         Ok(result::Reply::Failed(f)) => Err(SandboxError::Setup(f)),
+        Ok(result::Reply::Tarred(_)) => Err(SandboxError::NoReply("an unexpected reply".into())),
         Err(_) => Err(SandboxError::NoReply(match status {
             Ok(s) => s.to_string(),
             Err(e) => e.to_string(),
         })),
     }
+}
+
+/// Which output stream of a step's command a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// The descriptors of a build step besides its socket, and who serves them. Each
+/// callback runs on a thread of its own while the step runs.
+pub struct StepIo<'a> {
+    /// Receives the command's output (stdout and stderr of the helper and everything it
+    /// starts) as it comes.
+    pub output: &'a (dyn Fn(OutputStream, &[u8]) + Sync),
+    /// Writes the streamed copy sources (the helper's descriptor 5).
+    pub input: Option<Box<dyn FnOnce(std::fs::File) -> std::io::Result<()> + Send + 'a>>,
+    /// Reads the step's layer as the helper writes it (its descriptor 4), to the end.
+    pub layer: Option<Box<dyn FnOnce(std::fs::File) -> std::io::Result<()> + Send + 'a>>,
+}
+
+impl std::fmt::Debug for StepIo<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepIo")
+            .field("input", &self.input.is_some())
+            .field("layer", &self.layer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs a build step (`spec.step` set) in a fresh sandbox and waits for it, serving its
+/// descriptors with `io` meanwhile. Like [`run`], call it from a thread that lives until
+/// it returns.
+pub fn run_step(spec: &Spec, io: StepIo<'_>) -> Result<StepResult, SandboxError> {
+    let payload = serde_json::to_vec(spec).map_err(|e| SandboxError::NoReply(e.to_string()))?;
+    match exchange(&payload, io)? {
+        result::Reply::Finished(r) => Ok(r),
+        result::Reply::Failed(f) => Err(SandboxError::Setup(f)),
+        result::Reply::Tarred(_) => Err(SandboxError::NoReply("an unexpected reply".into())),
+    }
+}
+
+/// Writes the tar of `job`'s layers (one snapshot's changes, or the merged file system of
+/// several) to `out`, from a helper in a user namespace with the job's mapping.
+pub fn tar_layers(
+    job: &TarJob,
+    out: Box<dyn FnOnce(std::fs::File) -> std::io::Result<()> + Send + '_>,
+) -> Result<TarReport, SandboxError> {
+    let payload = serde_json::to_vec(job).map_err(|e| SandboxError::NoReply(e.to_string()))?;
+    let quiet = |_: OutputStream, _: &[u8]| {};
+    let io = StepIo {
+        output: &quiet,
+        input: None,
+        layer: Some(out),
+    };
+    match exchange(&payload, io)? {
+        result::Reply::Tarred(r) => Ok(r),
+        result::Reply::Failed(f) => Err(SandboxError::Setup(f)),
+        result::Reply::Finished(_) => Err(SandboxError::NoReply("an unexpected reply".into())),
+    }
+}
+
+fn pipe() -> Result<(std::fs::File, std::fs::File), SandboxError> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| SandboxError::Spawn(e.into()))?;
+    Ok((std::fs::File::from(r), std::fs::File::from(w)))
+}
+
+/// Starts a helper with `payload` on its socket and `io` on its other descriptors, and
+/// returns its reply once it has ended and every descriptor is drained.
+fn exchange(payload: &[u8], io: StepIo<'_>) -> Result<result::Reply, SandboxError> {
+    let (mut ours, theirs) = UnixStream::pair().map_err(SandboxError::Spawn)?;
+    let layer_pipe = io.layer.as_ref().map(|_| pipe()).transpose()?;
+    let input_pipe = io.input.as_ref().map(|_| pipe()).transpose()?;
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg(HELPER_SUBCOMMAND)
+        .arg("--parent")
+        .arg(std::process::id().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut fds = vec![(theirs.as_raw_fd(), 3)];
+    if let Some((_, w)) = &layer_pipe {
+        fds.push((w.as_raw_fd(), 4));
+    }
+    if let Some((r, _)) = &input_pipe {
+        fds.push((r.as_raw_fd(), 5));
+    }
+    sys::pass_fds(&mut cmd, &fds);
+    let mut child = cmd.spawn().map_err(SandboxError::Spawn)?;
+    drop(theirs);
+    let layer_r = layer_pipe.map(|(r, _w)| r);
+    let input_w = input_pipe.map(|(_r, w)| w);
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let output = io.output;
+    let mut reply = Vec::new();
+    let status = std::thread::scope(|s| {
+        let pump = |mut from: Box<dyn Read + Send>, which: OutputStream| {
+            move || {
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    match from.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => output(which, &buf[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => break,
+                    }
+                }
+            }
+        };
+        if let Some(o) = stdout {
+            s.spawn(pump(Box::new(o), OutputStream::Stdout));
+        }
+        if let Some(e) = stderr {
+            s.spawn(pump(Box::new(e), OutputStream::Stderr));
+        }
+        let input = io.input.zip(input_w).map(|(f, w)| s.spawn(move || f(w)));
+        let layer = io.layer.zip(layer_r).map(|(f, r)| s.spawn(move || f(r)));
+        let sent = ours
+            .write_all(payload)
+            .and_then(|()| ours.shutdown(std::net::Shutdown::Write));
+        if sent.is_ok() {
+            let _ = ours.read_to_end(&mut reply);
+        }
+        let status = child.wait();
+        // The input writer ends when the helper closes its side (by reading to the end,
+        // or by exiting); its error is moot if the helper failed, which the reply says.
+        if let Some(h) = input {
+            let _ = h.join();
+        }
+        let layer_result = layer.map(std::thread::ScopedJoinHandle::join);
+        (status, layer_result)
+    });
+    let (status, layer_result) = status;
+    if let Some(Ok(Err(e))) = layer_result {
+        // The helper finished but its layer could not be taken in.
+        if matches!(
+            serde_json::from_slice::<result::Reply>(&reply),
+            Ok(result::Reply::Finished(_) | result::Reply::Tarred(_))
+        ) {
+            return Err(SandboxError::Layer(e));
+        }
+    }
+    serde_json::from_slice::<result::Reply>(&reply).map_err(|_| {
+        SandboxError::NoReply(match status {
+            Ok(s) => s.to_string(),
+            Err(e) => e.to_string(),
+        })
+    })
 }
 
 /// Entry point of the hidden `rbuild sandbox-helper` subcommand.

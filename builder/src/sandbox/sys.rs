@@ -224,6 +224,38 @@ pub fn pass_fd_as_3(cmd: &mut Command, fd: RawFd) {
     }
 }
 
+/// Makes each `(source, target)` descriptor the child's descriptor `target` (without
+/// close-on-exec) when `cmd` is spawned. Sources are first moved above every target, so
+/// one pair cannot clobber another's source.
+pub fn pass_fds(cmd: &mut Command, fds: &[(RawFd, RawFd)]) {
+    let fds: Vec<(RawFd, RawFd)> = fds.to_vec();
+    // SAFETY: the closure runs between fork and exec, where only async-signal-safe calls
+    // are allowed; `fcntl` and `dup2` are, and the closure allocates nothing (`fds` was
+    // moved in before the fork; indexing a slice does not allocate). The sources stay
+    // open in the parent until the spawn returns.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut moved = [0 as RawFd; 8];
+            if fds.len() > moved.len() {
+                return Err(io::Error::from(io::ErrorKind::InvalidInput));
+            }
+            for (i, (src, _)) in fds.iter().enumerate() {
+                let fd = libc::fcntl(*src, libc::F_DUPFD_CLOEXEC, 64);
+                if fd < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                moved[i] = fd;
+            }
+            for (i, (_, dst)) in fds.iter().enumerate() {
+                if libc::dup2(moved[i], *dst) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Brings the loopback interface of the current network namespace up.
 pub fn loopback_up() -> io::Result<()> {
     // SAFETY: creates a socket descriptor owned by this function and closed below.
