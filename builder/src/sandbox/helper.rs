@@ -387,11 +387,37 @@ fn run(spec: &Spec, passed: Passed) -> Result<StepResult, Fail> {
         spec.step.as_ref().map(|s| &s.action),
         Some(StepAction::Files { .. })
     );
+    // The step's source trees (other stages and images), read-only overlays whose
+    // writes (through a `rw` bind mount) go to a scratch upper directory.
+    let mut trees: Vec<PathBuf> = Vec::new();
+    if let Some(step) = &spec.step {
+        for (t, layers) in step.trees.iter().enumerate() {
+            let path = tmp.join(format!("tree-{t}"));
+            mkdir_owned(&path, None)?;
+            let tree_lowers: Vec<PathBuf> = layers
+                .iter()
+                .map(|l| snapshot::snapshot_dir(&snapshots, l.snapshot_name()))
+                .collect();
+            mount_overlay(
+                &tree_lowers,
+                &run_path,
+                &snapshots,
+                &path,
+                &format!("tree-{t}-"),
+            )
+            .map_err(|reason| {
+                Fail::host("cannot mount a source stage of the build step").because(reason)
+            })?;
+            run_dir.mounts.push(path.clone());
+            trees.push(path);
+        }
+    }
+
     let mut lowers: Vec<PathBuf> = Vec::new();
     if spec.step.is_some() && runs_process {
         // Mount points in a lower of their own, below the image, so that mounting them
         // never adds stubs (or copied-up parents) to the step's changes.
-        lowers.push(ensure_stubs(&snapshots, &run_path)?);
+        lowers.push(make_stubs(&tmp, &spec.mounts, &trees)?);
     }
     lowers.extend(
         spec.layers
@@ -434,32 +460,6 @@ fn run(spec: &Spec, passed: Passed) -> Result<StepResult, Fail> {
         }
     };
     run_dir.mounts.push(root.clone());
-
-    // The step's source trees (other stages and images), read-only overlays whose
-    // writes (through a `rw` bind mount) go to a scratch upper directory.
-    let mut trees: Vec<PathBuf> = Vec::new();
-    if let Some(step) = &spec.step {
-        for (t, layers) in step.trees.iter().enumerate() {
-            let path = tmp.join(format!("tree-{t}"));
-            mkdir_owned(&path, None)?;
-            let tree_lowers: Vec<PathBuf> = layers
-                .iter()
-                .map(|l| snapshot::snapshot_dir(&snapshots, l.snapshot_name()))
-                .collect();
-            mount_overlay(
-                &tree_lowers,
-                &run_path,
-                &snapshots,
-                &path,
-                &format!("tree-{t}-"),
-            )
-            .map_err(|reason| {
-                Fail::host("cannot mount a source stage of the build step").because(reason)
-            })?;
-            run_dir.mounts.push(path.clone());
-            trees.push(path);
-        }
-    }
 
     tracing::debug!(
         us = started.elapsed().as_micros(),
@@ -644,31 +644,56 @@ fn run(spec: &Spec, passed: Passed) -> Result<StepResult, Fail> {
     })
 }
 
-/// The bottom lower of a build step's overlay: the mount points every sandbox needs
-/// (`/proc`, `/sys`, `/dev`, `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf`), so
-/// mounting them creates nothing in the step's upper directory when the image lacks them.
-fn ensure_stubs(snapshots: &Path, run: &Path) -> Result<PathBuf, Fail> {
-    let dir = snapshots.join("stubs-v1");
-    if dir.is_dir() {
-        return Ok(dir);
-    }
-    let staging = run.join("stubs");
-    let make = || -> std::io::Result<()> {
-        fs::DirBuilder::new().mode(0o755).create(&staging)?;
-        for d in ["proc", "sys", "dev", "etc"] {
-            fs::DirBuilder::new().mode(0o755).create(staging.join(d))?;
+/// The bottom lower of a build step's overlay: every mount point of the step (`/proc`,
+/// `/sys`, `/dev`, `/etc/hosts`, ..., `RUN --mount` targets) with its parents, so that
+/// mounting them creates nothing in the step's upper directory when the image lacks them
+/// (where an image layer hides a stub, the mount point is created in the upper directory
+/// and removed again when the step ends).
+fn make_stubs(tmp: &Path, mounts: &[Mount], trees: &[PathBuf]) -> Result<PathBuf, Fail> {
+    let dir = tmp.join("stubs");
+    let fail = |e: std::io::Error| Fail::host("cannot create the mount-point stubs").cause(e);
+    fs::DirBuilder::new().mode(0o755).create(&dir).map_err(fail)?;
+    for m in mounts {
+        let dest = m.dest();
+        if dest.starts_with("/dev/") {
+            continue;
         }
-        for f in ["hosts", "hostname", "resolv.conf"] {
-            File::create(staging.join("etc").join(f))?;
+        let is_dir = match m {
+            Mount::Proc { .. }
+            | Mount::Sysfs { .. }
+            | Mount::Tmpfs { .. }
+            | Mount::Devpts { .. }
+            | Mount::Cache { .. } => true,
+            Mount::Device { .. } | Mount::File { .. } => false,
+            Mount::Symlink { .. } => continue,
+            Mount::Bind { source, .. } => source.is_dir(),
+            Mount::Tree { tree, path, .. } => trees
+                .get(*tree)
+                .is_some_and(|t| t.join(path.trim_start_matches('/')).is_dir()),
+        };
+        let rel = dest.trim_start_matches('/');
+        if rel.is_empty() || rel.split('/').any(|c| c == ".." || c == ".") {
+            continue;
         }
-        Ok(())
-    };
-    make().map_err(|e| Fail::host(format!("cannot create `{}`", staging.display())).cause(e))?;
-    match fs::rename(&staging, &dir) {
-        Ok(()) => Ok(dir),
-        Err(_) if dir.is_dir() => Ok(dir),
-        Err(e) => Err(Fail::host(format!("cannot create `{}`", dir.display())).cause(e)),
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)
+                .map_err(fail)?;
+        }
+        if is_dir {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(&path)
+                .map_err(fail)?;
+        } else if !path.exists() {
+            File::create(&path).map_err(fail)?;
+        }
     }
+    Ok(dir)
 }
 
 /// After a build step succeeded: its upper directory, with the mount points the sandbox
@@ -693,14 +718,15 @@ fn finish_step(
         .map(|c| PathBuf::from(c.trim_start_matches('/')))
         .collect();
     if !exclude.is_empty() {
+        // Deepest first; a created directory the step put something into stays.
         let r = Root::open(&upper)
             .map_err(|e| Fail::bug("cannot open the step's upper directory").cause(e))?;
-        for rel in &exclude {
+        for rel in exclude.iter().rev() {
             let comps: Vec<&OsStr> = rel.iter().collect();
             if let Some((name, parent)) = comps.split_last()
                 && let Ok(d) = r.open_dir(parent)
             {
-                let _ = d.remove_all(name);
+                let _ = d.remove_if_empty(name);
             }
         }
     }
@@ -711,9 +737,11 @@ fn finish_step(
     let mut entries = 0;
     let mut diff_written = false;
     if let (Some(d), Some(out), true) = (step.diff, diff_out, changed) {
+        // What the sandbox created is gone from the upper directory by now (a directory
+        // the step wrote into stays, with the step's files).
         let opts = layer::diff::DiffOptions {
             clamp_mtime: d.clamp_mtime,
-            exclude,
+            exclude: Vec::new(),
         };
         let (w, summary) = layer::diff::write_diff(
             &upper,
@@ -1032,10 +1060,9 @@ fn mount_overlay(
     let mut names: Vec<String> = lowers
         .iter()
         .rev()
-        .map(|p| {
-            p.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
+        .map(|p| match p.strip_prefix(snapshots) {
+            Ok(rel) if rel.components().count() == 1 => rel.to_string_lossy().into_owned(),
+            _ => p.display().to_string(),
         })
         .collect();
     if names.len() < 2 && !prefix.is_empty() {

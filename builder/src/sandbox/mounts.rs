@@ -45,8 +45,9 @@ fn comps(dest: &str) -> Vec<&OsStr> {
 }
 
 /// Opens (creating it when missing) the target `dest` inside `root`. Returns the target
-/// and whether rbuild created it (so a layer diff can leave it out).
-fn target(root: &Root, dest: &str, want: Want) -> Result<(OwnedFd, bool), Fail> {
+/// and what rbuild created for it, parents first (so a build step can remove them from
+/// its changes).
+fn target(root: &Root, dest: &str, want: Want) -> Result<(OwnedFd, Vec<String>), Fail> {
     let c = comps(dest);
     let Some((name, parent)) = c.split_last() else {
         return Err(Fail::bug(format!("mount destination `{dest}` is the root")));
@@ -57,6 +58,23 @@ fn target(root: &Root, dest: &str, want: Want) -> Result<(OwnedFd, bool), Fail> 
         ))
         .cause(e)
     };
+    let mut made = Vec::new();
+    for i in 0..parent.len() {
+        if root
+            .open_dir(&parent[..=i])
+            .is_err_and(|e| e.raw_os_error() == Some(libc::ENOENT))
+        {
+            for j in i..parent.len() {
+                let mut p = String::new();
+                for c in &parent[..=j] {
+                    p.push('/');
+                    p.push_str(&c.to_string_lossy());
+                }
+                made.push(p);
+            }
+            break;
+        }
+    }
     let dir = root.make_dirs(parent, 0o755).map_err(fail)?;
     let kind = dir.kind(name).map_err(fail)?;
     let created = match (kind, want) {
@@ -75,7 +93,10 @@ fn target(root: &Root, dest: &str, want: Want) -> Result<(OwnedFd, bool), Fail> 
             Want::File => drop(dir.create_file(name).map_err(fail)?),
         }
     }
-    Ok((dir.open_path(name).map_err(fail)?, created))
+    if created {
+        made.push(dest.to_owned());
+    }
+    Ok((dir.open_path(name).map_err(fail)?, made))
 }
 
 fn do_mount(
@@ -153,9 +174,9 @@ pub(super) fn apply(
         // Mount points under /dev live in the sandbox's own tmpfs; only report those
         // created in the image itself.
         let in_image = !dest.starts_with("/dev/");
-        let mut note = |was_created: bool| {
-            if was_created && in_image {
-                created.push(dest.to_owned());
+        let mut note = |made: Vec<String>| {
+            if in_image {
+                created.extend(made);
             }
         };
         match m {
@@ -250,7 +271,11 @@ pub(super) fn apply(
                 let existed = dir.kind(name).map_err(fail)?.is_some();
                 dir.remove_all(name).map_err(fail)?;
                 dir.symlink(name, OsStr::new(to)).map_err(fail)?;
-                note(!existed);
+                note(if existed {
+                    Vec::new()
+                } else {
+                    vec![dest.clone()]
+                });
             }
             Mount::File {
                 dest,

@@ -81,6 +81,10 @@ pub struct Record {
     pub snapshot: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<LayerInfo>,
+    /// When the step ran (Unix seconds): its history time, so a rebuild from the cache
+    /// gives the same image.
+    #[serde(default)]
+    pub created: u64,
 }
 
 impl Record {
@@ -156,6 +160,7 @@ mod tests {
             empty: false,
             snapshot: Some("s-1".into()),
             layers: Vec::new(),
+            created: 7,
         };
         r.put("k", &rec).unwrap();
         assert_eq!(r.get("k"), Some(rec));

@@ -282,7 +282,7 @@ pub fn export(
     progress: &Progress,
 ) -> anyhow::Result<Exported> {
     let specs: Vec<ImageSpec> = built.images.iter().map(|i| i.spec.clone()).collect();
-    let mut options = WriteOptions::new(req.created);
+    let mut options = WriteOptions::new(built.created);
     options.ref_name = req.tags.first().map(ToString::to_string);
     let written = writer::write(store, &specs, &options)
         .map_err(|e| Failure::new(Exit::Input, "cannot write the image").caused_by(e))?;
@@ -358,7 +358,7 @@ pub fn export(
     if !push.is_empty() {
         let mut seen = BTreeSet::new();
         push.retain(|r| seen.insert(r.to_string()));
-        push_all(store, &written.root, &push, &req.registry, progress)?;
+        push_all(store, &written.root, &push, &req.registry, progress, built.last_step)?;
         for r in &push {
             let n = r.to_string();
             if !names.contains(&n) {
@@ -425,6 +425,7 @@ fn push_all(
     targets: &[ImageRef],
     options: &registry::Options,
     progress: &Progress,
+    last_step: u32,
 ) -> anyhow::Result<()> {
     let registry = Registry::new(options.clone())
         .map_err(|e| e.into_failure("cannot set up the registry client"))?;
@@ -440,7 +441,7 @@ fn push_all(
         let futures = targets.iter().enumerate().map(|(i, t)| {
             let (registry, source) = (&registry, &source);
             async move {
-                let id = 100_000 + u32::try_from(i).unwrap_or(0);
+                let id = last_step + 1 + u32::try_from(i).unwrap_or(0);
                 progress.send(Event::StepStarted {
                     step: id,
                     name: format!("[internal] pushing {t}"),

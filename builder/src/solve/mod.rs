@@ -117,8 +117,13 @@ pub struct Built {
     /// The id mapping snapshots were made with, and the sandbox state directory.
     pub ids: IdMapping,
     pub state_dir: PathBuf,
+    /// The images' creation time: `SOURCE_DATE_EPOCH`, else the newest of their steps
+    /// (cached steps keep the time they ran, so an unchanged rebuild is the same image).
+    pub created: Created,
     pub executed: u32,
     pub cached: u32,
+    /// The last progress step number used (exports number theirs after it).
+    pub last_step: u32,
 }
 
 /// The outside world of a build.
@@ -358,6 +363,13 @@ pub fn build(req: &Request, env: Env<'_>) -> anyhow::Result<Built> {
     engine.images = engine.resolve_images()?;
     let finals = engine.run_graph()?;
     let images = engine.finish(&finals)?;
+    let created = match req.epoch {
+        Some(unix) => Created { unix },
+        None => match finals.iter().map(|s| s.latest).max() {
+            Some(t) if t > 0 => Created { unix: t },
+            _ => req.created,
+        },
+    };
     let executed = engine.executed.load(Ordering::Relaxed);
     let cached = engine.cached.load(Ordering::Relaxed);
     tracing::debug!(
@@ -370,8 +382,10 @@ pub fn build(req: &Request, env: Env<'_>) -> anyhow::Result<Built> {
         images,
         ids: engine.ids.clone(),
         state_dir: engine.state_dir.clone(),
+        created,
         executed,
         cached,
+        last_step: engine.step_counter.load(Ordering::Relaxed),
     })
 }
 

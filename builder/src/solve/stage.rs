@@ -13,7 +13,7 @@ use crate::diagnose::{self, Cause, Diagnosed, Diagnostic, Severity};
 use crate::dockerfile::instructions::{CommandLine, Healthcheck, InlineSource, Kind, Run};
 use crate::dockerfile::mount::{Mount as DfMount, MountType, Sharing};
 use crate::dockerfile::{self, Base, Span, Step};
-use crate::image::writer::{ExecConfig, History, ImageSpec};
+use crate::image::writer::{Created, ExecConfig, History, ImageSpec};
 use crate::image::{Descriptor, Platform, ResolvedImage};
 use crate::layer::compress::{self, Compression};
 use crate::outcome::{Exit, Failure};
@@ -58,6 +58,9 @@ pub(super) struct State {
     pub(super) config: ExecConfig,
     pub(super) history: Vec<History>,
     pub(super) author: Option<String>,
+    /// The newest time of its steps and base (Unix seconds): the image's creation time
+    /// without `SOURCE_DATE_EPOCH`.
+    pub(super) latest: u64,
     /// `CMD` was set in this stage (`ENTRYPOINT` keeps it; otherwise it resets the
     /// inherited one, as Docker does).
     cmd_set: bool,
@@ -90,6 +93,7 @@ impl State {
             config: ExecConfig::default(),
             history: Vec::new(),
             author: None,
+            latest: 0,
             cmd_set: false,
         }
     }
@@ -114,6 +118,10 @@ impl State {
             config: spec.config,
             history: spec.history,
             author: spec.author,
+            latest: serde_json::from_slice::<serde_json::Value>(img.config.bytes())
+                .ok()
+                .and_then(|v| v["created"].as_str().and_then(parse_rfc3339))
+                .unwrap_or(0),
             cmd_set: false,
         })
     }
@@ -706,8 +714,18 @@ impl Engine<'_> {
             }
         };
         key.clone_into(&mut st.fs_key);
+        st.latest = st.latest.max(record.created);
+        let mut entry = History::new(created_by, record.empty);
+        if self.req.epoch.is_none() && record.created > 0 {
+            entry.created = Some(
+                Created {
+                    unix: record.created,
+                }
+                .rfc3339(),
+            );
+        }
         if record.empty {
-            st.history.push(History::new(created_by, true));
+            st.history.push(entry);
         } else {
             let snapshot = record.snapshot.clone().filter(|s| self.snapshot_exists(s));
             st.layers.push(LayerRef::Step {
@@ -715,7 +733,7 @@ impl Engine<'_> {
                 snapshot,
                 layer: record.layer(&self.variant()).cloned(),
             });
-            st.history.push(History::new(created_by, false));
+            st.history.push(entry);
         }
         Ok(())
     }
@@ -887,6 +905,7 @@ impl Engine<'_> {
             } else {
                 Vec::new()
             },
+            created: Created::now().unix,
         };
         self.records.put(run.key, &record).map_err(|e| {
             Failure::new(Exit::Host, "cannot write the build cache record").caused_by(e)
@@ -1607,6 +1626,40 @@ pub(super) struct StepRun<'a> {
     id: u32,
 }
 
+/// `2024-05-01T12:00:00Z` (fractions and offsets allowed) as Unix seconds.
+pub(super) fn parse_rfc3339(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut rest = &s[19..];
+    if let Some(r) = rest.strip_prefix('.') {
+        rest = r.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        r if r.len() == 6 && (r.starts_with('+') || r.starts_with('-')) => {
+            let oh: i64 = r[1..3].parse().ok()?;
+            let om: i64 = r[4..6].parse().ok()?;
+            let o = oh * 3600 + om * 60;
+            if r.starts_with('-') { -o } else { o }
+        }
+        _ => return None,
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + h * 3600 + mi * 60 + sec - offset).ok()
+}
+
 /// `80` → `80/tcp`; `8000-8002/udp` → three ports.
 fn expand_port(p: &str) -> Vec<String> {
     let (ports, proto) = p.split_once('/').unwrap_or((p, "tcp"));
@@ -1638,4 +1691,70 @@ fn healthcheck_json(h: &Healthcheck) -> serde_json::Value {
         m.insert("Retries".into(), serde_json::json!(r));
     }
     serde_json::Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_times_parse() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:20Z"), Some(1_700_000_000));
+        assert_eq!(
+            parse_rfc3339("2023-11-14T22:13:20.123456789Z"),
+            Some(1_700_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2023-11-15T00:13:20+02:00"),
+            Some(1_700_000_000)
+        );
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn destinations_resolve_against_the_workdir() {
+        assert_eq!(resolve_dest("rel/", "/work"), "/work/rel/");
+        assert_eq!(resolve_dest(".", "/work"), "/work/");
+        assert_eq!(resolve_dest("/abs/../x", "/work"), "/x");
+        assert_eq!(resolve_dest("file", "/"), "/file");
+        assert_eq!(resolve_dest("/", "/w"), "/");
+    }
+
+    #[test]
+    fn heredoc_runs_follow_buildkit() {
+        let doc = |name: &str, content: &str| dockerfile::ast::Heredoc {
+            name: name.into(),
+            fd: 0,
+            expand: true,
+            chomp: false,
+            content: content.into(),
+        };
+        let sh = vec!["/bin/sh".to_owned(), "-c".to_owned()];
+        let cmd = CommandLine {
+            args: vec!["<<EOF".into()],
+            shell_form: true,
+            heredocs: vec![doc("EOF", "echo a\necho b\n")],
+        };
+        assert_eq!(
+            command_argv(&cmd, &sh).0,
+            ["/bin/sh", "-c", "echo a\necho b\n"]
+        );
+        let cmd = CommandLine {
+            args: vec!["<<EOF".into()],
+            shell_form: true,
+            heredocs: vec![doc("EOF", "#!/usr/bin/env python3\nprint(1)\n")],
+        };
+        let (argv, script) = command_argv(&cmd, &sh);
+        assert_eq!(argv, ["/dev/pipes/EOF"]);
+        assert!(script.unwrap().1.starts_with("#!"));
+        let cmd = CommandLine {
+            args: vec!["cat <<A > /x".into()],
+            shell_form: true,
+            heredocs: vec![doc("A", "line\n")],
+        };
+        assert_eq!(command_argv(&cmd, &sh).0[2], "cat <<A > /x\nline\nA");
+        assert_eq!(expand_port("8000-8002/udp").len(), 3);
+        assert_eq!(expand_port("80"), ["80/tcp"]);
+    }
 }
