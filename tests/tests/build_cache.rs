@@ -77,11 +77,10 @@ fn an_unchanged_rebuild_runs_nothing_and_a_changed_file_reruns_from_its_copy() {
     assert!(changed.status.success());
     let steps = outcomes(&changed);
     let outcome = |prefix: &str| {
-        steps
-            .iter()
-            .find(|(n, _)| n.contains(prefix))
-            .map(|(_, o)| o.as_str())
-            .unwrap_or_else(|| panic!("no step {prefix}: {steps:?}"))
+        steps.iter().find(|(n, _)| n.contains(prefix)).map_or_else(
+            || panic!("no step {prefix}: {steps:?}"),
+            |(_, o)| o.as_str(),
+        )
     };
     assert_eq!(outcome("COPY hello.txt"), "cached");
     assert_eq!(outcome("COPY scripts/"), "done");

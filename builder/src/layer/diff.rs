@@ -120,6 +120,20 @@ fn is_overlay_xattr(name: &OsStr) -> bool {
     n.starts_with(b"user.overlay.") || n.starts_with(b"trusted.overlay.")
 }
 
+/// The names of an entry's extended attributes (none for symlinks: Linux allows only
+/// `trusted.*` and `security.*` on them, neither meaningful in a layer written from a user
+/// namespace).
+fn xattr_names(path: &Path, ft: fs::FileType) -> Result<Vec<OsString>, DiffError> {
+    if ft.is_symlink() {
+        return Ok(Vec::new());
+    }
+    match xattr::list(path) {
+        Ok(names) => Ok(names.collect()),
+        Err(e) if e.kind() == io::ErrorKind::Unsupported => Ok(Vec::new()),
+        Err(e) => Err(read_err(path)(e)),
+    }
+}
+
 fn overlay_xattr(path: &Path, key: &str) -> Result<Option<Vec<u8>>, DiffError> {
     for ns in ["user.overlay.", "trusted.overlay."] {
         match xattr::get(path, format!("{ns}{key}")) {
@@ -168,8 +182,18 @@ impl<W: Write> Writer<'_, W> {
         if ft.is_char_device() && meta.rdev() == 0 {
             return self.whiteout(rel, &meta);
         }
+        // One listing per entry: most entries have no attribute at all, and this runs
+        // for every file of a layer.
+        let names = xattr_names(path, ft)?;
+        let has = |key: &str| {
+            names.iter().any(|n| {
+                n.as_bytes()
+                    .strip_suffix(key.as_bytes())
+                    .is_some_and(|p| p == b"user.overlay." || p == b"trusted.overlay.")
+            })
+        };
         for key in ["redirect", "metacopy"] {
-            if overlay_xattr(path, key)?.is_some() {
+            if has(key) {
                 return Err(DiffError::UnsupportedOverlayFeature {
                     path: rel.to_path_buf(),
                     xattr: format!("overlay.{key}"),
@@ -181,14 +205,14 @@ impl<W: Write> Writer<'_, W> {
             return Ok(());
         }
         let mut header = self.header(&meta);
-        let pax = Self::xattrs(path, ft)?;
+        let pax = Self::xattrs(path, &names)?;
         if ft.is_dir() {
             header.set_entry_type(tar::EntryType::Directory);
             header.set_size(0);
             let mut name = rel.as_os_str().as_bytes().to_vec();
             name.push(b'/');
             self.append(&mut header, &name, None, &pax, io::empty())?;
-            if overlay_xattr(path, "opaque")?.as_deref() == Some(b"y") {
+            if has("opaque") && overlay_xattr(path, "opaque")?.as_deref() == Some(b"y") {
                 self.marker(&rel.join(OPAQUE_MARKER), &meta)?;
                 self.summary.opaque_dirs += 1;
             }
@@ -275,23 +299,13 @@ impl<W: Write> Writer<'_, W> {
         h
     }
 
-    /// `SCHILY.xattr.*` records for the entry's xattrs, overlay's own excluded.
-    fn xattrs(path: &Path, ft: fs::FileType) -> Result<Vec<(String, Vec<u8>)>, DiffError> {
+    /// `SCHILY.xattr.*` records for the entry's xattrs (`names`), overlay's own excluded.
+    fn xattrs(path: &Path, names: &[OsString]) -> Result<Vec<(String, Vec<u8>)>, DiffError> {
         let mut out = Vec::new();
-        if ft.is_symlink() {
-            // Linux allows only trusted.* and security.* on symlinks; neither is meaningful
-            // in a layer written from a user namespace.
-            return Ok(out);
-        }
-        let names = match xattr::list(path) {
-            Ok(names) => names,
-            Err(e) if e.kind() == io::ErrorKind::Unsupported => return Ok(out),
-            Err(e) => return Err(read_err(path)(e)),
-        };
-        let mut names: Vec<OsString> = names.filter(|n| !is_overlay_xattr(n)).collect();
+        let mut names: Vec<&OsString> = names.iter().filter(|n| !is_overlay_xattr(n)).collect();
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         for name in names {
-            if let Some(value) = xattr::get(path, &name).map_err(read_err(path))? {
+            if let Some(value) = xattr::get(path, name).map_err(read_err(path))? {
                 out.push((format!("SCHILY.xattr.{}", name.to_string_lossy()), value));
             }
         }

@@ -652,7 +652,10 @@ fn run(spec: &Spec, passed: Passed) -> Result<StepResult, Fail> {
 fn make_stubs(tmp: &Path, mounts: &[Mount], trees: &[PathBuf]) -> Result<PathBuf, Fail> {
     let dir = tmp.join("stubs");
     let fail = |e: std::io::Error| Fail::host("cannot create the mount-point stubs").cause(e);
-    fs::DirBuilder::new().mode(0o755).create(&dir).map_err(fail)?;
+    fs::DirBuilder::new()
+        .mode(0o755)
+        .create(&dir)
+        .map_err(fail)?;
     for m in mounts {
         let dest = m.dest();
         if dest.starts_with("/dev/") {

@@ -358,7 +358,14 @@ pub fn export(
     if !push.is_empty() {
         let mut seen = BTreeSet::new();
         push.retain(|r| seen.insert(r.to_string()));
-        push_all(store, &written.root, &push, &req.registry, progress, built.last_step)?;
+        push_all(
+            store,
+            &written.root,
+            &push,
+            &req.registry,
+            progress,
+            built.last_step,
+        )?;
         for r in &push {
             let n = r.to_string();
             if !names.contains(&n) {

@@ -18,14 +18,14 @@ use rbuild_e2e::{Env, Registry, registry_with_busybox, tool, userns};
 use serde_json::Value;
 
 /// One test's workspace.
-pub struct Workspace {
-    pub env: Env,
-    pub dir: tempfile::TempDir,
+pub(crate) struct Workspace {
+    pub(crate) env: Env,
+    pub(crate) dir: tempfile::TempDir,
     /// `--cache-dir` of every build (unless a test gives another).
-    pub cache: PathBuf,
-    pub registry: Registry,
+    pub(crate) cache: PathBuf,
+    pub(crate) registry: Registry,
     /// `127.0.0.1:PORT/busybox:latest` (linux/amd64 + linux/arm64).
-    pub busybox: String,
+    pub(crate) busybox: String,
     skopeo: PathBuf,
     umoci: PathBuf,
 }
@@ -33,7 +33,7 @@ pub struct Workspace {
 impl Workspace {
     /// The test user, user namespaces with a full range, a registry with busybox, skopeo
     /// and umoci.
-    pub fn new() -> Result<Workspace, Missing> {
+    pub(crate) fn new() -> Result<Workspace, Missing> {
         let env = Env::get()?;
         userns(env.user)?;
         tool("/usr/bin/newuidmap", "uidmap")?;
@@ -57,13 +57,13 @@ impl Workspace {
         })
     }
 
-    pub fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         self.registry.host()
     }
 
     /// A build context `name` with `files` (`path`, content); a path ending in `/` is a
     /// directory. Everything is owned by the test user.
-    pub fn context(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    pub(crate) fn context(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
         let root = self.dir.path().join(name);
         fs::create_dir_all(&root).unwrap();
         for (p, content) in files {
@@ -80,7 +80,7 @@ impl Workspace {
     }
 
     /// Gives everything below `root` to the test user.
-    pub fn give_tree(&self, root: &Path) {
+    pub(crate) fn give_tree(&self, root: &Path) {
         if current_uid() == 0 {
             run_ok(
                 Command::new("chown")
@@ -93,7 +93,7 @@ impl Workspace {
     }
 
     /// `rbuild ARGS` as the test user in the workspace.
-    pub fn rbuild(&self) -> Command {
+    pub(crate) fn rbuild(&self) -> Command {
         let mut c = self.env.rbuild();
         c.current_dir(self.dir.path());
         c
@@ -101,12 +101,12 @@ impl Workspace {
 
     /// `rbuild build --cache-dir CACHE --progress json ARGS...`; the output whatever the
     /// status.
-    pub fn build(&self, args: &[&str]) -> Output {
+    pub(crate) fn build(&self, args: &[&str]) -> Output {
         self.build_with(&self.cache, args, &[])
     }
 
     /// Like [`Workspace::build`] with another cache directory and environment variables.
-    pub fn build_with(&self, cache: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    pub(crate) fn build_with(&self, cache: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut c = self.rbuild();
         c.arg("build")
             .arg("--cache-dir")
@@ -120,7 +120,7 @@ impl Workspace {
     }
 
     /// A build that must succeed; returns its stdout (the image digest).
-    pub fn build_ok(&self, args: &[&str]) -> String {
+    pub(crate) fn build_ok(&self, args: &[&str]) -> String {
         let out = self.build(args);
         assert!(
             out.status.success(),
@@ -132,7 +132,7 @@ impl Workspace {
     }
 
     /// `skopeo inspect --raw` of a reference in the registry.
-    pub fn raw(&self, reference: &str) -> Value {
+    pub(crate) fn raw(&self, reference: &str) -> Value {
         let out = run_ok(self.env.user.command(&self.skopeo).current_dir("/").args([
             "inspect",
             "--raw",
@@ -144,7 +144,7 @@ impl Workspace {
     }
 
     /// The image config of `reference` for `arch` (amd64, arm64).
-    pub fn config(&self, reference: &str, arch: &str) -> Value {
+    pub(crate) fn config(&self, reference: &str, arch: &str) -> Value {
         let out = run_ok(self.env.user.command(&self.skopeo).current_dir("/").args([
             "inspect",
             "--config",
@@ -160,7 +160,7 @@ impl Workspace {
 
     /// Copies `reference` (for `arch`) out of the registry with skopeo into an OCI layout
     /// and unpacks it with `umoci unpack --rootless`; returns the root file system.
-    pub fn unpack(&self, reference: &str, arch: &str) -> PathBuf {
+    pub(crate) fn unpack(&self, reference: &str, arch: &str) -> PathBuf {
         let n = fs::read_dir(self.dir.path()).unwrap().count();
         let layout = self.dir.path().join(format!("oci-{n}"));
         let bundle = self.dir.path().join(format!("bundle-{n}"));
@@ -177,7 +177,7 @@ impl Workspace {
     }
 
     /// `umoci unpack --rootless --image LAYOUT:TAG BUNDLE`, as the test user.
-    pub fn umoci_unpack(&self, layout: &Path, tag: &str, bundle: &Path) -> PathBuf {
+    pub(crate) fn umoci_unpack(&self, layout: &Path, tag: &str, bundle: &Path) -> PathBuf {
         run_ok(self.env.user.command(&self.umoci).current_dir("/").args([
             "unpack".as_ref(),
             "--rootless".as_ref(),
@@ -190,7 +190,7 @@ impl Workspace {
     }
 
     /// `rbuild run` as the test user (the workspace's cache).
-    pub fn run(&self, args: &[&str]) -> String {
+    pub(crate) fn run(&self, args: &[&str]) -> String {
         let mut c = self.rbuild();
         c.arg("run").arg("--cache-dir").arg(&self.cache).args(args);
         run_ok(&mut c).unwrap()
@@ -217,7 +217,7 @@ impl Drop for Workspace {
 }
 
 /// The JSON progress events of a build.
-pub fn events(out: &Output) -> Vec<Value> {
+pub(crate) fn events(out: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&out.stderr)
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -226,7 +226,7 @@ pub fn events(out: &Output) -> Vec<Value> {
 }
 
 /// `(step name, outcome)` of every finished step, in order.
-pub fn outcomes(out: &Output) -> Vec<(String, String)> {
+pub(crate) fn outcomes(out: &Output) -> Vec<(String, String)> {
     let ev = events(out);
     let mut names = std::collections::HashMap::new();
     let mut v = Vec::new();
@@ -252,7 +252,7 @@ pub fn outcomes(out: &Output) -> Vec<(String, String)> {
 }
 
 /// `(executed, cached)` from the `build_finished` event.
-pub fn counts(out: &Output) -> (u64, u64) {
+pub(crate) fn counts(out: &Output) -> (u64, u64) {
     let ev = events(out);
     let f = ev
         .iter()
@@ -265,7 +265,7 @@ pub fn counts(out: &Output) -> (u64, u64) {
 }
 
 /// Diagnostics reported as progress events.
-pub fn diagnostics(out: &Output) -> Vec<Value> {
+pub(crate) fn diagnostics(out: &Output) -> Vec<Value> {
     events(out)
         .into_iter()
         .filter(|e| e["type"] == "diagnostic")
@@ -273,26 +273,26 @@ pub fn diagnostics(out: &Output) -> Vec<Value> {
 }
 
 /// Mode bits of a path (without following a symlink).
-pub fn mode(p: &Path) -> u32 {
+pub(crate) fn mode(p: &Path) -> u32 {
     fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
 }
 
 /// One entry of a layer tar.
 #[derive(Debug, Clone)]
-pub struct TarEntry {
-    pub path: String,
-    pub kind: tar::EntryType,
-    pub mode: u32,
-    pub uid: u64,
-    pub gid: u64,
-    pub mtime: u64,
-    pub link: Option<String>,
-    pub data: Vec<u8>,
+pub(crate) struct TarEntry {
+    pub(crate) path: String,
+    pub(crate) kind: tar::EntryType,
+    pub(crate) mode: u32,
+    pub(crate) uid: u64,
+    pub(crate) gid: u64,
+    pub(crate) mtime: u64,
+    pub(crate) link: Option<String>,
+    pub(crate) data: Vec<u8>,
 }
 
 impl Workspace {
     /// Copies `reference` (for `arch`) into an OCI layout and returns its directory.
-    pub fn layout(&self, reference: &str, arch: &str) -> PathBuf {
+    pub(crate) fn layout(&self, reference: &str, arch: &str) -> PathBuf {
         let n = fs::read_dir(self.dir.path()).unwrap().count();
         let layout = self.dir.path().join(format!("oci-{n}"));
         run_ok(self.env.user.command(&self.skopeo).current_dir("/").args([
@@ -309,20 +309,20 @@ impl Workspace {
 }
 
 /// The manifest of the only image of a layout written by [`Workspace::layout`].
-pub fn layout_manifest(layout: &Path) -> Value {
+pub(crate) fn layout_manifest(layout: &Path) -> Value {
     let index: Value =
         serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
     let d = index["manifests"][0]["digest"].as_str().unwrap();
     blob_json(layout, d)
 }
 
-pub fn blob_json(layout: &Path, digest: &str) -> Value {
+pub(crate) fn blob_json(layout: &Path, digest: &str) -> Value {
     let hex = digest.strip_prefix("sha256:").unwrap();
     serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(hex)).unwrap()).unwrap()
 }
 
 /// The bytes of every blob of a layout, layers decompressed.
-pub fn all_blob_bytes(layout: &Path) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn all_blob_bytes(layout: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for e in fs::read_dir(layout.join("blobs/sha256")).unwrap() {
         let p = e.unwrap().path();
@@ -341,7 +341,7 @@ pub fn all_blob_bytes(layout: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 /// The entries of every layer of the layout's image, bottom layer first.
-pub fn layers(layout: &Path) -> Vec<Vec<TarEntry>> {
+pub(crate) fn layers(layout: &Path) -> Vec<Vec<TarEntry>> {
     let m = layout_manifest(layout);
     let mut out = Vec::new();
     for l in m["layers"].as_array().unwrap() {
