@@ -111,6 +111,13 @@ pub struct BuildArgs {
     /// Cache and content-store directory (default: `$XDG_CACHE_HOME/rbuild`)
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// Import a build cache from a registry: `type=registry,ref=REGISTRY/REPO:TAG` (repeatable)
+    #[arg(long = "cache-from")]
+    pub cache_from: Vec<String>,
+    /// Export the build cache to a registry: `type=registry,ref=REGISTRY/REPO:TAG[,mode=max]`
+    /// (`mode=max` also keeps the steps of intermediate stages)
+    #[arg(long = "cache-to")]
+    pub cache_to: Vec<String>,
     /// Secret for `RUN --mount=type=secret`: `id=ID,src=PATH` or `id=ID,env=VAR` (repeatable)
     #[arg(long = "secret")]
     pub secrets: Vec<String>,

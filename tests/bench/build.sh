@@ -62,8 +62,9 @@ fi
 BIN=/var/tmp/rbuild-bench-bin
 mkdir -p "$BIN"; cp "$RBUILD" "$BIN/rbuild"; chmod 755 "$BIN" "$BIN/rbuild"
 
-as_user() { setpriv --reuid="$BUSER" --regid="$BUSER" --clear-groups --reset-env \
-  env HOME="$(getent passwd "$BUSER" | cut -d: -f6)" PATH=/usr/local/bin:/usr/bin:/bin "$@"; }
+AS_USER=(setpriv "--reuid=$BUSER" "--regid=$BUSER" --clear-groups --reset-env
+  env "HOME=$(getent passwd "$BUSER" | cut -d: -f6)" PATH=/usr/local/bin:/usr/bin:/bin)
+as_user() { "${AS_USER[@]}" "$@"; }
 rm_as_user() { as_user unshare --user --map-auto --map-root-user rm -rf "$@" 2>/dev/null || rm -rf "$@"; }
 
 wl_ctx()      { case $1 in W5a-arm64-tiny) echo W1-tiny;; W5b-arm64-apt) echo W2-apt;; *) echo "$1";; esac; }
@@ -81,7 +82,12 @@ measure() {
   local secs rss; read -r secs rss < <(tail -1 "$tf"); rm -f "$tf"
   local note=""; [ $rc = 0 ] || note="FAILED rc=$rc"
   echo "$engine,$wl,$run,$phase,$secs,$rss,,$note" >> "$CSV"
-  printf '%s %-16s run %s %-7s %6ss  %6s KB %s\n' "$engine" "$wl" "$run" "$phase" "$secs" "$rss" "$note" >&2
+  local own=""
+  if [[ $engine == rbuild-* ]]; then
+    own=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -ao 'peak_rss_kb=[0-9]*' | cut -d= -f2 | sort -n | tail -1 || true)
+    [ -n "$own" ] && echo "$engine,$wl,$run,own_rss_$phase,,$own,," >> "$CSV"
+  fi
+  printf '%s %-16s run %s %-7s %6ss  %6s KB (tree) %s KB (rbuild) %s\n' "$engine" "$wl" "$run" "$phase" "$secs" "$rss" "${own:-?}" "$note" >&2
   return $rc
 }
 
@@ -97,16 +103,19 @@ for fs in $FS; do
       w=$base/$wl-$run
       rm_as_user "$w"; mkdir -p "$w"; cp -a "$SHARED/workloads/$ctxname" "$w/ctx"
       chmod -R u+w "$w/ctx"; chown -R "$BUSER:" "$w"; chmod 755 "$base" "$w"
-      build=("$BIN/rbuild" build --progress plain --cache-dir "$w/cache" --platform "$plat"
+      # The debug lines carry the peak RSS of rbuild and of each sandbox helper (what
+      # /usr/bin/time reports is the largest process of the tree: apt, dpkg, ...).
+      build=(env "RBUILD_LOG=rbuild::cmd::build=debug,rbuild::sandbox::helper=debug"
+             "$BIN/rbuild" build --progress plain --cache-dir "$w/cache" --platform "$plat"
              --build-arg "REGISTRY=$REG" -t "$tag" "$w/ctx")
       L=$OUT/$engine-$wl-r$run
-      measure "$engine" "$wl" "$run" cold "$L-cold.log" as_user "${build[@]}" || continue
-      measure "$engine" "$wl" "$run" warm "$L-warm.log" as_user "${build[@]}" || true
+      measure "$engine" "$wl" "$run" cold "$L-cold.log" "${AS_USER[@]}" "${build[@]}" || continue
+      measure "$engine" "$wl" "$run" warm "$L-warm.log" "${AS_USER[@]}" "${build[@]}" || true
       echo "# bench change $run $(date +%s%N)" >> "$w/ctx/$probe"
-      measure "$engine" "$wl" "$run" change "$L-change.log" as_user "${build[@]}" || true
+      measure "$engine" "$wl" "$run" change "$L-change.log" "${AS_USER[@]}" "${build[@]}" || true
       repo=$REG/bench/$engine-$(echo "$wl" | tr 'A-Z' 'a-z')-r$run-$STAMP:latest
       measure "$engine" "$wl" "$run" push "$L-push.log" \
-        as_user "$BIN/rbuild" push --cache-dir "$w/cache" "$tag" "$repo" || true
+        "${AS_USER[@]}" "$BIN/rbuild" push --cache-dir "$w/cache" "$tag" "$repo" || true
       psize=$(skopeo inspect --raw --tls-verify=false --override-arch="${plat#linux/}" "docker://$repo" 2>/dev/null \
         | python3 -c 'import json,sys; m=json.load(sys.stdin); print(sum(l["size"] for l in m.get("layers",[])))' 2>/dev/null || echo)
       echo "$engine,$wl,$run,size_pushed,,,$psize," >> "$CSV"
@@ -121,6 +130,10 @@ if [ -n "${BUILDAH_CSV:-}" ]; then
   say "reusing Buildah figures from $BUILDAH_CSV"
   tail -n +2 "$BUILDAH_CSV" >> "$CSV"
 elif [ "${SKIP_BUILDAH:-0}" != 1 ]; then
+  # run-buildah.sh copies its workloads with `cp -a`; the shared ones are read-only, so
+  # its one-file change could not write the probe file. It runs from a writable copy.
+  BH=/var/tmp/rbuild-bench-shared
+  rm -rf "$BH"; cp -r "$SHARED" "$BH"; chmod -R u+w,a+rX "$BH"
   for fs in $FS; do
     say "Buildah on $fs ($SHARED/run-buildah.sh)"
     envs=(REG="$REG" BENCH_USER="$BUSER")
@@ -130,16 +143,17 @@ elif [ "${SKIP_BUILDAH:-0}" != 1 ]; then
       chmod 644 "$conf"
       envs+=(CONTAINERS_STORAGE_CONF="$conf")
     fi
+    install -d -o "$BUSER" "$OUT/buildah-$fs" "$OUT/buildah-$fs-w3"
     rest=$(echo " $WORKLOADS " | sed 's/ W3-manyfiles / /g' | xargs || true)
-    [ -n "$rest" ] && env "${envs[@]}" RUNS="$RUNS" WORKLOADS="$rest" OUT="$OUT/buildah-$fs" "$SHARED/run-buildah.sh" >&2 || true
+    [ -n "$rest" ] && env "${envs[@]}" RUNS="$RUNS" WORKLOADS="$rest" OUT="$OUT/buildah-$fs" "$BH/run-buildah.sh" >&2 || true
     if [[ " $WORKLOADS " == *" W3-manyfiles "* ]]; then
-      env "${envs[@]}" RUNS="$W3_RUNS" WORKLOADS=W3-manyfiles OUT="$OUT/buildah-$fs-w3" "$SHARED/run-buildah.sh" >&2 || true
+      env "${envs[@]}" RUNS="$W3_RUNS" WORKLOADS=W3-manyfiles OUT="$OUT/buildah-$fs-w3" "$BH/run-buildah.sh" >&2 || true
     fi
     for f in "$OUT/buildah-$fs/results.csv" "$OUT/buildah-$fs-w3/results.csv"; do
       [ -s "$f" ] && tail -n +2 "$f" | sed "s/^buildah,/buildah-$fs,/" >> "$CSV"
     done
     # The images Buildah pushed in its first runs, for the file-system comparison.
-    catalog=$(curl -fsS "http://$REG/v2/_catalog?n=100000")
+    catalog=$(curl -fsS "http://$REG/v2/_catalog?n=1000")
     for wl in $WORKLOADS; do
       repo=$(printf '%s' "$catalog" | python3 -c "import json,sys; r=sorted(x for x in json.load(sys.stdin)['repositories'] if x.startswith('bench/buildah-$(echo "$wl" | tr 'A-Z' 'a-z')-r1-')); print(r[-1] if r else '')")
       [ -n "$repo" ] && echo "$REG/$repo:latest" > "$OUT/buildah-$fs-$wl.ref"
@@ -155,17 +169,16 @@ if [ "${STARTUP:-1}" != 0 ]; then
   { printf 'FROM %s/busybox:latest\n' "$REG"; for i in $(seq 1 21); do printf 'RUN true %s\n' "$i"; done; } > "$w/many/Dockerfile"
   chown -R "$BUSER:" "$w"; chmod 755 /var/tmp/rbuild-bench "$w"
   as_user "$BIN/rbuild" build --progress plain --cache-dir "$w/cache" --no-cache "$w/one" >/dev/null 2>&1 || true
-  t() { local s e; s=$(date +%s%N); "$@" >/dev/null 2>&1 || true; e=$(date +%s%N); echo $(( (e - s) / 1000 )); }
-  ones=(); manys=(); floors=()
-  for i in 1 2 3 4 5; do
-    ones+=("$(t as_user "$BIN/rbuild" build --progress plain --cache-dir "$w/cache" --no-cache "$w/one")")
-    manys+=("$(t as_user "$BIN/rbuild" build --progress plain --cache-dir "$w/cache" --no-cache "$w/many")")
-  done
-  for i in $(seq 1 50); do floors+=("$(t as_user unshare -Urmpf --mount-proc true)"); done
-  med() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
-  one=$(med "${ones[@]}"); many=$(med "${manys[@]}"); floor=$(med "${floors[@]}")
+  # loop CMD N: microseconds per run of CMD, N runs in one shell as the user.
+  loop() {
+    as_user bash -c "s=\$(date +%s%N); for i in \$(seq 1 $2); do $1 >/dev/null 2>&1; done; e=\$(date +%s%N); echo \$(( (e - s) / $2 / 1000 ))"
+  }
+  floor=$(loop "unshare -Urmpf --mount-proc true" 50)
+  mapped=$(loop "unshare --map-auto --map-root-user -mpf --mount-proc true" 50)
+  one=$(loop "$BIN/rbuild build --progress plain --cache-dir $w/cache --no-cache $w/one" 5)
+  many=$(loop "$BIN/rbuild build --progress plain --cache-dir $w/cache --no-cache $w/many" 5)
   per=$(( (many - one) / 20 ))
-  echo "startup,per_run_step_us,$per,unshare_floor_us,$floor" > "$OUT/startup.csv"
+  echo "startup,per_run_step_us,$per,unshare_floor_us,$floor,mapped_floor_us,$mapped" > "$OUT/startup.csv"
   rm_as_user "$w"
 fi
 
@@ -189,4 +202,5 @@ fi
 
 python3 "$ROOT/tests/bench/build_summary.py" "$CSV" "$OUT/startup.csv"
 [ -s "$OUT/compare.md" ] && cat "$OUT/compare.md"
+chmod -R a+rX "$OUT"
 echo "results: $OUT" >&2

@@ -269,3 +269,80 @@ fn secrets_reach_the_step_but_never_a_layer_or_the_history() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--secret id=need"));
 }
+
+#[test]
+fn a_registry_cache_warms_a_fresh_runner() {
+    let ws = require!(Workspace::new());
+    let ctx = ws.context(
+        "remote",
+        &[
+            (
+                "Dockerfile",
+                &format!(
+                    "FROM {b} AS tool\nRUN echo tool > /tool\n\
+                     FROM {b}\nCOPY app.txt /app/\nCOPY --from=tool /tool /usr/bin/tool\n\
+                     RUN cat /app/app.txt /usr/bin/tool > /both\nRUN true\n",
+                    b = ws.busybox
+                ),
+            ),
+            ("app.txt", "app\n"),
+        ],
+    );
+    let c = ctx.to_str().unwrap();
+    let cache_ref = format!("{}/cache:remote", ws.host());
+    let cache_to = format!("type=registry,ref={cache_ref},mode=max");
+    let first = ws.build_with(
+        &ws.dir.path().join("runner-1"),
+        &["--cache-to", &cache_to, c],
+        &[],
+    );
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let digest = String::from_utf8_lossy(&first.stdout).trim().to_owned();
+
+    // Another runner with an empty cache directory: every step comes from the registry.
+    let second = ws.build_with(
+        &ws.dir.path().join("runner-2"),
+        &["--cache-from", &format!("type=registry,ref={cache_ref}"), c],
+        &[],
+    );
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert_eq!(counts(&second).0, 0, "{:?}", outcomes(&second));
+    assert_eq!(String::from_utf8_lossy(&second.stdout).trim(), digest);
+
+    // A changed file misses from that step on; a missing cache only says so.
+    fs::write(ctx.join("app.txt"), "changed\n").unwrap();
+    let third = ws.build_with(
+        &ws.dir.path().join("runner-3"),
+        &[
+            "--cache-from",
+            &cache_ref,
+            "--cache-from",
+            &format!("type=registry,ref={}/cache:none", ws.host()),
+            c,
+        ],
+        &[],
+    );
+    assert!(
+        third.status.success(),
+        "{}",
+        String::from_utf8_lossy(&third.stderr)
+    );
+    let steps = outcomes(&third);
+    let of = |p: &str| {
+        steps
+            .iter()
+            .find(|(n, _)| n.contains(p))
+            .map(|(_, o)| o.clone())
+    };
+    assert_eq!(of("RUN echo tool").as_deref(), Some("cached"), "{steps:?}");
+    assert_eq!(of("COPY app.txt").as_deref(), Some("done"), "{steps:?}");
+    assert!(String::from_utf8_lossy(&third.stderr).contains("no cache imported from"));
+}

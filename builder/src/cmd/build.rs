@@ -93,6 +93,10 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
                 .into());
         }
     }
+    tracing::debug!(
+        peak_rss_kb = crate::sandbox::peak_rss_kb(),
+        "build: rbuild's own resources"
+    );
     let (_, exported) = result?;
     write_metadata(args, &exported)?;
     println_data(&exported.root.digest.to_string())
@@ -270,6 +274,21 @@ fn outputs(values: &[String]) -> anyhow::Result<(Vec<Output>, Option<Compression
     Ok((out, c))
 }
 
+/// `--cache-from` / `--cache-to` values.
+fn cache_specs(values: &[String], flag: &str) -> anyhow::Result<Vec<solve::CacheSpec>> {
+    values
+        .iter()
+        .map(|v| {
+            solve::CacheSpec::parse(v).map_err(|e| {
+                usage(
+                    format!("invalid `{flag} {v}`: {e}"),
+                    format!("e.g. `{flag} type=registry,ref=registry.example.com/app:buildcache`"),
+                )
+            })
+        })
+        .collect()
+}
+
 /// Checks the flags.
 fn request(args: &BuildArgs) -> anyhow::Result<(solve::Request, solve::ExportRequest)> {
     let context = absolute(&args.context)?;
@@ -403,6 +422,8 @@ fn request(args: &BuildArgs) -> anyhow::Result<(solve::Request, solve::ExportReq
         epoch,
         created,
         compression: compression.unwrap_or(Compression::DEFAULT),
+        cache_from: cache_specs(&args.cache_from, "--cache-from")?,
+        cache_to: cache_specs(&args.cache_to, "--cache-to")?,
     };
     let export = solve::ExportRequest {
         tags,

@@ -239,6 +239,45 @@ impl Registry {
         puller.pull(reference, platforms).await
     }
 
+    /// Fetches the manifest or index `reference` names (verified against its digest), without
+    /// storing it: its bytes, digest and media type (as the registry sent it). For documents
+    /// that are not images, such as the build cache's.
+    pub async fn fetch_manifest(
+        &self,
+        store: &Store,
+        reference: &ImageRef,
+    ) -> Result<(Vec<u8>, Digest, Option<String>), RegistryError> {
+        let puller = pull::Puller {
+            client: &self.client,
+            store,
+            events: &*self.events,
+        };
+        let r = reference
+            .digest()
+            .map(ToString::to_string)
+            .or_else(|| reference.tag().map(str::to_owned))
+            .unwrap_or_else(|| "latest".to_owned());
+        puller
+            .fetch_manifest(reference, &r, reference.digest())
+            .await
+    }
+
+    /// Downloads one blob of `reference`'s repository into `store` (verified, resumable; a
+    /// no-op when it is stored).
+    pub async fn fetch_blob(
+        &self,
+        store: &Store,
+        reference: &ImageRef,
+        blob: &Descriptor,
+    ) -> Result<(), RegistryError> {
+        let puller = pull::Puller {
+            client: &self.client,
+            store,
+            events: &*self.events,
+        };
+        puller.fetch_blob(reference, blob).await
+    }
+
     /// Pushes `root` (a manifest or index in `source`) to `dest`; with `platform`, only that
     /// platform's manifest of an index.
     pub async fn push(

@@ -87,6 +87,7 @@ pub(super) fn main(parent: u32) -> ExitCode {
         },
     };
     let bytes = serde_json::to_vec(&reply).unwrap_or_default();
+    tracing::debug!(peak_rss_kb = peak_rss_kb(), "sandbox: helper resources");
     match sock.write_all(&bytes) {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::from(1),
@@ -105,6 +106,18 @@ struct Passed {
 enum Request {
     Run(Box<Spec>),
     Tar(TarJob),
+}
+
+/// This process's peak resident set size (`VmHWM`), for the benchmarks' debug log.
+pub(crate) fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn os(e: Errno) -> std::io::Error {

@@ -511,6 +511,11 @@ fn exchange(payload: &[u8], io: StepIo<'_>) -> Result<result::Reply, SandboxErro
     })
 }
 
+/// This process's peak resident set size in KiB (`VmHWM`), for benchmarks.
+pub fn peak_rss_kb() -> u64 {
+    helper::peak_rss_kb()
+}
+
 /// Entry point of the hidden `rbuild sandbox-helper` subcommand.
 pub fn helper_main(parent: u32) -> ExitCode {
     helper::main(parent)

@@ -43,7 +43,7 @@ impl Engine<'_> {
                 let info = layer.clone().or_else(|| {
                     self.records
                         .get(key)
-                        .and_then(|r| r.layer(&variant).cloned())
+                        .and_then(|r| r.layer(&variant).or_else(|| r.layers.first()).cloned())
                 });
                 if let Some(info) = info
                     && info
@@ -127,7 +127,7 @@ impl Engine<'_> {
     }
 
     /// Writes the layers of kept snapshots (`(key, snapshot)`), `threads` at a time.
-    fn write_layers(
+    pub(super) fn write_layers(
         &self,
         todo: &[(String, String)],
     ) -> anyhow::Result<HashMap<String, LayerInfo>> {

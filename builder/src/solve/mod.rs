@@ -24,6 +24,7 @@ pub mod cache;
 pub mod context;
 mod download;
 mod export;
+mod remote;
 mod stage;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -33,6 +34,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 pub use export::{ExportRequest, Exported, export};
+pub use remote::CacheSpec;
 
 use crate::diagnose::{Collector, Diagnosed, Diagnostic, Severity};
 use crate::dockerfile::{self, Base, BuildOptions, Dockerfile, Plan};
@@ -98,6 +100,10 @@ pub struct Request {
     pub epoch: Option<u64>,
     pub created: Created,
     pub compression: Compression,
+    /// `--cache-from type=registry,ref=...`: caches to import.
+    pub cache_from: Vec<CacheSpec>,
+    /// `--cache-to type=registry,ref=...`: where to export the cache.
+    pub cache_to: Vec<CacheSpec>,
 }
 
 /// One platform's image, ready to export.
@@ -227,6 +233,8 @@ struct Engine<'a> {
     host: Mutex<HashMap<String, Arc<HostFacts>>>,
     /// Base and source images by (reference, platform).
     images: HashMap<(String, String), Arc<ResolvedImage>>,
+    /// The `FROM` (or `--from`) line that first names each image.
+    image_lines: HashMap<String, dockerfile::Span>,
     slots: Slots,
     threads: usize,
     failed: AtomicBool,
@@ -234,6 +242,10 @@ struct Engine<'a> {
     /// Steps being computed, by cache key (identical steps of two platforms run once).
     inflight: Mutex<HashMap<String, Shared<Result<stage::StepDone, String>>>>,
     step_counter: AtomicU32,
+    /// Imported registry caches.
+    remote: Option<remote::RemoteCache>,
+    /// Every step key the build used (for `--cache-to ...,mode=max`).
+    touched: Mutex<Vec<String>>,
     executed: AtomicU32,
     cached: AtomicU32,
     multi_platform: bool,
@@ -350,19 +362,48 @@ pub fn build(req: &Request, env: Env<'_>) -> anyhow::Result<Built> {
         tag,
         host: Mutex::new(HashMap::new()),
         images: HashMap::new(),
+        image_lines: HashMap::new(),
         slots: Slots::new(threads),
         threads,
         failed: AtomicBool::new(false),
         first_error: Mutex::new(None),
         inflight: Mutex::new(HashMap::new()),
         step_counter: AtomicU32::new(0),
+        remote: None,
+        touched: Mutex::new(Vec::new()),
         executed: AtomicU32::new(0),
         cached: AtomicU32::new(0),
         multi_platform: req.platforms.len() > 1,
     };
-    engine.images = engine.resolve_images()?;
-    let finals = engine.run_graph()?;
+    let (images, lines) = engine.resolve_images()?;
+    engine.images = images;
+    engine.image_lines = lines;
+    if !req.cache_from.is_empty() && !req.no_cache {
+        engine.remote = Some(engine.import_cache()?);
+    }
+    // Base layers are scanned (once per layer) while the steps run.
+    let (finals, scans) = std::thread::scope(|s| {
+        let scanner = s.spawn(|| engine.scan_bases());
+        let finals = engine.run_graph();
+        (finals, scanner.join().unwrap_or_default())
+    });
+    if !scans.is_empty() {
+        // The scan names what the sandbox's extraction reported without a place.
+        let ids: Vec<String> = scans.iter().map(|d| d.id.clone()).collect();
+        for d in env.diagnostics.take() {
+            if !(d.line.is_none() && ids.contains(&d.id)) {
+                env.diagnostics.push(d);
+            }
+        }
+        for d in scans {
+            env.diagnostics.push(d);
+        }
+    }
+    let finals = finals?;
     let images = engine.finish(&finals)?;
+    for spec in &req.cache_to {
+        engine.export_cache(spec, &finals)?;
+    }
     let created = match req.epoch {
         Some(unix) => Created { unix },
         None => match finals.iter().map(|s| s.latest).max() {
@@ -430,7 +471,13 @@ impl Engine<'_> {
     /// Resolves every image the plans need (bases, `COPY --from` and mount sources): from
     /// the store when it holds them (unless `--pull`), else from their registries, one
     /// pull per reference for all its platforms.
-    fn resolve_images(&self) -> anyhow::Result<HashMap<(String, String), Arc<ResolvedImage>>> {
+    #[allow(clippy::type_complexity)]
+    fn resolve_images(
+        &self,
+    ) -> anyhow::Result<(
+        HashMap<(String, String), Arc<ResolvedImage>>,
+        HashMap<String, dockerfile::Span>,
+    )> {
         let mut wanted: BTreeMap<String, (BTreeSet<Platform>, dockerfile::Span)> = BTreeMap::new();
         for pp in &self.plans {
             for &si in &pp.plan.order {
@@ -452,8 +499,12 @@ impl Engine<'_> {
             }
         }
         let mut out = HashMap::new();
+        let lines: HashMap<String, dockerfile::Span> = wanted
+            .iter()
+            .map(|(r, (_, span))| (r.clone(), *span))
+            .collect();
         if wanted.is_empty() {
-            return Ok(out);
+            return Ok((out, lines));
         }
         let registry = Registry::new(self.req.registry.clone())
             .map_err(|e| e.into_failure("cannot set up the registry client"))?;
@@ -481,7 +532,168 @@ impl Engine<'_> {
                 Err(e) => return Err(self.at_line(e, span, None)),
             }
         }
-        Ok(out)
+        Ok((out, lines))
+    }
+
+    /// Scans the layers of the base images that were never scanned
+    /// (`diagnose::layerscan`: SELinux labels, root-only attributes, owners outside the
+    /// mapping, device nodes); the findings are placed on the `FROM` line. A clean layer
+    /// is remembered (`<cache>/build/v1/scans/`) and not read again.
+    fn scan_bases(&self) -> Vec<Diagnostic> {
+        use crate::diagnose::layerscan::{self, IdMap, Origin};
+        let dir = self.req.cache_dir.join("build").join("v1").join("scans");
+        let _ = std::fs::create_dir_all(&dir);
+        let map = IdMap::contiguous(u64::from(self.ids.mapped()));
+        let mut out = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut images: Vec<(&(String, String), &Arc<ResolvedImage>)> =
+            self.images.iter().collect();
+        images.sort_by(|a, b| a.0.cmp(b.0));
+        for ((reference, platform), img) in images {
+            for l in img.layers() {
+                if self.failed.load(Ordering::SeqCst) {
+                    return out;
+                }
+                let marker = dir.join(format!("{}-{}.clean", l.digest.hex(), self.ids.mapped()));
+                if !seen.insert((l.digest.clone(), platform.clone())) || marker.exists() {
+                    continue;
+                }
+                let Ok(blob) = self.env.store.open_blob(&l.digest) else {
+                    continue;
+                };
+                let Ok(tar) = crate::layer::decompress(blob) else {
+                    continue;
+                };
+                let Ok(scan) = layerscan::scan(tar, &map) else {
+                    continue;
+                };
+                if scan.is_clean() {
+                    let _ = std::fs::write(&marker, b"");
+                    continue;
+                }
+                let span = self.image_lines.get(reference).copied();
+                let layer = l.digest.to_string();
+                let origin = Origin {
+                    layer: &layer,
+                    image: Some(reference),
+                    file: Some(&self.req.dockerfile_name),
+                    line: span.map(|s| s.start),
+                    platform: self.multi_platform.then_some(platform.as_str()),
+                    setuid_ineffective: false,
+                };
+                // The sandbox's extraction leaves files of unmapped owners to root and
+                // goes on, so here that is a warning, not the error a failed unpack is.
+                out.extend(scan.diagnostics(&origin, &map).into_iter().map(|mut d| {
+                    if d.severity == Severity::Error {
+                        d.severity = Severity::Warning;
+                    }
+                    d
+                }));
+            }
+        }
+        out
+    }
+
+    /// Reads the `--cache-from` caches (a progress step; what cannot be read is logged on
+    /// it and the build goes on).
+    fn import_cache(&self) -> anyhow::Result<remote::RemoteCache> {
+        let id = self.next_step();
+        let names: Vec<String> = self
+            .req
+            .cache_from
+            .iter()
+            .map(|c| c.reference.to_string())
+            .collect();
+        self.env.progress.send(Event::StepStarted {
+            step: id,
+            name: format!(
+                "[internal] importing cache manifests from {}",
+                names.join(", ")
+            ),
+            platform: None,
+            line: None,
+        });
+        let t = Instant::now();
+        let (cache, warnings) =
+            remote::RemoteCache::import(self.env.store, &self.req.cache_from, &self.req.registry)?;
+        for w in warnings {
+            self.env.progress.send(Event::StepLog {
+                step: id,
+                stream: crate::progress::Stream::Stderr,
+                data: format!("{w}\n"),
+            });
+        }
+        self.env.progress.send(Event::StepFinished {
+            step: id,
+            outcome: Outcome::Done,
+            seconds: t.elapsed().as_secs_f64(),
+        });
+        Ok(cache)
+    }
+
+    /// Exports the steps of the images (`mode=min`) or of the whole build (`mode=max`)
+    /// as a registry cache, writing the layers still missing from their snapshots.
+    fn export_cache(&self, spec: &CacheSpec, finals: &[Arc<State>]) -> anyhow::Result<()> {
+        let id = self.next_step();
+        self.env.progress.send(Event::StepStarted {
+            step: id,
+            name: format!("[internal] exporting cache to {}", spec.reference),
+            platform: None,
+            line: None,
+        });
+        let t = Instant::now();
+        let keys: Vec<String> = if spec.max {
+            self.touched
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+        } else {
+            finals.iter().flat_map(|s| s.keys.iter().cloned()).collect()
+        };
+        let mut seen = BTreeSet::new();
+        let variant = self.variant();
+        let mut todo = Vec::new();
+        let mut records = Vec::new();
+        for k in keys {
+            if !seen.insert(k.clone()) {
+                continue;
+            }
+            let Some(r) = self.records.get(&k) else {
+                continue;
+            };
+            let has_blob = r.layers.iter().any(|l| {
+                l.digest
+                    .parse::<crate::store::Digest>()
+                    .is_ok_and(|d| self.env.store.contains(&d, Some(l.size)))
+            });
+            if !r.empty && !has_blob {
+                match &r.snapshot {
+                    Some(s) if stage::snapshot_exists_in(&self.state_dir, &self.tag, s) => {
+                        todo.push((k.clone(), s.clone()));
+                    }
+                    _ => continue,
+                }
+            }
+            records.push(k);
+        }
+        if !todo.is_empty() {
+            self.write_layers(&todo)?;
+        }
+        let records: Vec<(String, cache::Record)> = records
+            .into_iter()
+            .filter_map(|k| self.records.get(&k).map(|r| (k.clone(), r)))
+            .collect();
+        let res = remote::export(self.env.store, &records, &variant, spec, &self.req.registry);
+        self.env.progress.send(Event::StepFinished {
+            step: id,
+            outcome: if res.is_ok() {
+                Outcome::Done
+            } else {
+                Outcome::Error
+            },
+            seconds: t.elapsed().as_secs_f64(),
+        });
+        res
     }
 
     /// One reference for some platforms.

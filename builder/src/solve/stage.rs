@@ -61,6 +61,8 @@ pub(super) struct State {
     /// The newest time of its steps and base (Unix seconds): the image's creation time
     /// without `SOURCE_DATE_EPOCH`.
     pub(super) latest: u64,
+    /// The keys of every file-system step of its history (for the registry cache).
+    pub(super) keys: Vec<String>,
     /// `CMD` was set in this stage (`ENTRYPOINT` keeps it; otherwise it resets the
     /// inherited one, as Docker does).
     cmd_set: bool,
@@ -94,6 +96,7 @@ impl State {
             history: Vec::new(),
             author: None,
             latest: 0,
+            keys: Vec::new(),
             cmd_set: false,
         }
     }
@@ -122,6 +125,7 @@ impl State {
                 .ok()
                 .and_then(|v| v["created"].as_str().and_then(parse_rfc3339))
                 .unwrap_or(0),
+            keys: Vec::new(),
             cmd_set: false,
         })
     }
@@ -157,6 +161,11 @@ impl State {
     fn meta(&mut self, created_by: String) {
         self.history.push(History::new(created_by, true));
     }
+}
+
+/// Whether the snapshot `name` is on disk under the sandbox state `state_dir`.
+pub(super) fn snapshot_exists_in(state_dir: &std::path::Path, tag: &str, name: &str) -> bool {
+    !name.is_empty() && state_dir.join("snapshots").join(tag).join(name).is_dir()
 }
 
 /// `a/b/../c` → `/a/c` (absolute, clean); a trailing `/` is kept when `keep_slash`.
@@ -274,11 +283,7 @@ impl Engine<'_> {
     }
 
     fn snapshot_exists(&self, name: &str) -> bool {
-        self.state_dir
-            .join("snapshots")
-            .join(&self.tag)
-            .join(name)
-            .is_dir()
+        snapshot_exists_in(&self.state_dir, &self.tag, name)
     }
 
     /// The sandbox's view of a layer.
@@ -313,25 +318,32 @@ impl Engine<'_> {
         }
     }
 
-    /// A cached result of `key`, if its record's snapshot or layer is still there.
+    /// A cached result of `key`: a local record whose snapshot or layer is still there,
+    /// else an imported registry cache's (its layer downloaded now).
     fn lookup(&self, key: &str) -> Option<Record> {
         if self.req.no_cache {
             return None;
         }
-        let r = self.records.get(key)?;
-        if r.empty {
-            return Some(r);
+        if let Some(r) = self.records.get(key) {
+            if r.empty {
+                return Some(r);
+            }
+            let snapshot_ok = r
+                .snapshot
+                .as_deref()
+                .is_some_and(|s| self.snapshot_exists(s));
+            let blob_ok = r.layers.iter().any(|l| {
+                l.digest
+                    .parse::<Digest>()
+                    .is_ok_and(|d| self.env.store.contains(&d, Some(l.size)))
+            });
+            if snapshot_ok || blob_ok {
+                return Some(r);
+            }
         }
-        let snapshot_ok = r
-            .snapshot
-            .as_deref()
-            .is_some_and(|s| self.snapshot_exists(s));
-        let blob_ok = r.layer(&self.variant()).is_some_and(|l| {
-            l.digest
-                .parse::<Digest>()
-                .is_ok_and(|d| self.env.store.contains(&d, Some(l.size)))
-        });
-        (snapshot_ok || blob_ok).then_some(r)
+        let r = self.remote.as_ref()?.get(self.env.store, key)?;
+        let _ = self.records.put(key, &r);
+        Some(r)
     }
 
     /// Runs one stage of platform `pi`.
@@ -714,6 +726,11 @@ impl Engine<'_> {
             }
         };
         key.clone_into(&mut st.fs_key);
+        st.keys.push(key.to_owned());
+        self.touched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(key.to_owned());
         st.latest = st.latest.max(record.created);
         let mut entry = History::new(created_by, record.empty);
         if self.req.epoch.is_none() && record.created > 0 {
@@ -731,7 +748,10 @@ impl Engine<'_> {
             st.layers.push(LayerRef::Step {
                 key: key.to_owned(),
                 snapshot,
-                layer: record.layer(&self.variant()).cloned(),
+                layer: record
+                    .layer(&self.variant())
+                    .or_else(|| record.layers.first())
+                    .cloned(),
             });
             st.history.push(entry);
         }
