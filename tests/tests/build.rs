@@ -449,7 +449,33 @@ fn copy_errors_name_the_missing_source() {
     let out = ws.build(&[ctx.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("nope.txt") && err.contains("line 2"), "{err}");
+    assert!(err.contains("nope.txt"), "{err}");
+    let d = diagnostics(&out);
+    let copy = d
+        .iter()
+        .find(|d| d["id"] == "copy-failed")
+        .expect("a copy-failed diagnostic");
+    assert_eq!(copy["line"], 2, "{copy}");
+
+    // An image that does not exist is a registry problem on its FROM line.
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {}/no-such-image:1\n", ws.host()),
+    )
+    .unwrap();
+    let out = ws.build(&[ctx.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = diagnostics(&out);
+    let pull = d
+        .iter()
+        .find(|d| d["id"] == "image-pull-failed")
+        .expect("an image-pull-failed diagnostic");
+    assert_eq!(pull["line"], 1, "{pull}");
 
     fs::write(
         ctx.join("Dockerfile"),

@@ -796,15 +796,14 @@ impl Engine<'_> {
                     .and_then(|c| crate::diagnose::Cause::from_id(c.id()));
                 let exit = e.exit();
                 let detail = error_chain(&e);
-                match cause {
-                    Some(c) => anyhow::Error::new(Diagnosed::new(
-                        c.error(format!("cannot pull `{reference}`: {detail}")),
-                        exit,
-                    )),
-                    None => {
-                        anyhow::Error::new(e.into_failure(format!("cannot pull `{reference}`")))
-                    }
+                let hint = e.hints().into_iter().next();
+                let mut d = cause
+                    .unwrap_or(crate::diagnose::Cause::ImagePullFailed)
+                    .error(format!("cannot pull `{reference}`: {detail}"));
+                if let Some(h) = hint {
+                    d.hint = Some(h);
                 }
+                anyhow::Error::new(Diagnosed::new(d, exit))
             })?;
         for m in &pulled.mismatches {
             self.env

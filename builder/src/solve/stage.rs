@@ -1457,7 +1457,35 @@ impl Engine<'_> {
         Ok(())
     }
 
+    /// `COPY`/`ADD`: failures the input causes become `copy-failed` diagnostics.
     fn copy(
+        &self,
+        c: &StageCtx<'_>,
+        st: &mut State,
+        step: &Step,
+        a: &CopyArgs<'_>,
+        shown: &str,
+    ) -> anyhow::Result<()> {
+        self.copy_inner(c, st, step, a, shown).map_err(|e| {
+            if e.downcast_ref::<Canceled>().is_some() || diagnose::diagnostic_of(&e).is_some() {
+                return e;
+            }
+            let (exit, hints) = crate::outcome::classify(&e);
+            if exit != Exit::Input {
+                return e;
+            }
+            let message: Vec<String> = e.chain().map(ToString::to_string).collect();
+            let mut d = Cause::CopyFailed
+                .error(message.join(": "))
+                .with_step(self.step_name(c, shown));
+            if let Some(h) = hints.first() {
+                d.hint = Some(h.clone());
+            }
+            Diagnosed::new(d, Exit::Input).into()
+        })
+    }
+
+    fn copy_inner(
         &self,
         c: &StageCtx<'_>,
         st: &mut State,
