@@ -216,10 +216,11 @@ fn multi_stage_builds_build_only_what_the_target_needs() {
         &[(
             "Dockerfile",
             &format!(
-                "FROM {b} AS tools\nRUN mkdir -p /out && echo tool > /out/tool && chmod 750 /out/tool\n\
+                "FROM {b} AS tools\nRUN mkdir -p /out && echo tool > /out/tool && chmod 750 /out/tool && echo x > /out/debug.log\n\
                  FROM {b} AS broken\nRUN exit 7\n\
                  FROM {b} AS final\nCOPY --from=tools /out/tool /usr/bin/\n\
                  COPY --from=0 /out /opt/all/\nRUN cat /usr/bin/tool /opt/all/tool > /both\n\
+                 COPY --from=tools --exclude=*.log /out /opt/filtered/\n\
                  FROM final AS extra\nRUN echo extra > /extra\n",
                 b = ws.busybox
             ),
@@ -253,14 +254,17 @@ fn multi_stage_builds_build_only_what_the_target_needs() {
     );
     assert_eq!(mode(&root.join("usr/bin/tool")), 0o750);
     assert!(!root.join("extra").exists());
-    // The tools stage's layers are not in the image: base + 2 COPY + RUN.
+    assert!(root.join("opt/all/debug.log").exists());
+    assert!(root.join("opt/filtered/tool").exists());
+    assert!(!root.join("opt/filtered/debug.log").exists(), "--exclude with --from");
+    // The tools stage's layers are not in the image: base + 3 COPY + RUN.
     let layout = ws.layout(&image, "amd64");
     assert_eq!(
         build_support::layout_manifest(&layout)["layers"]
             .as_array()
             .unwrap()
             .len(),
-        4
+        5
     );
 
     // Building the broken stage fails on its line, with the exit status.

@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 
 use super::failure::Fail;
 use super::rooted::{self, Dir, Kind, Root};
+use crate::dockerfile::dockerignore::Matcher;
 use crate::dockerfile::glob;
 use crate::layer::extract::{self, Entry, EntryKind, TarReader, XattrPolicy};
 
@@ -87,6 +88,9 @@ pub enum CopySource {
         /// `--parents`: keep each matched path below the destination.
         #[serde(default)]
         parents: bool,
+        /// `--exclude` patterns (`.dockerignore` syntax, relative to each source).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        excludes: Vec<String>,
     },
 }
 
@@ -169,11 +173,16 @@ pub(super) fn apply(
                         tree,
                         paths,
                         parents,
+                        excludes,
                     } => {
                         let t = trees.get(*tree).ok_or_else(|| {
                             Fail::bug(format!("source tree {tree} is not mounted"))
                         })?;
-                        copy.copy_tree(&mut ctx, t, paths, *parents)?;
+                        let excludes =
+                            Matcher::parse(excludes.join("\n").as_bytes()).map_err(|e| {
+                                Fail::input(format!("`{} --exclude`: {e}", c.instruction))
+                            })?;
+                        copy.copy_tree(&mut ctx, t, paths, *parents, &excludes)?;
                     }
                 }
                 copy.finish(&ctx);
@@ -625,6 +634,7 @@ impl Copy<'_> {
         tree: &Root,
         paths: &[String],
         parents: bool,
+        excludes: &Matcher,
     ) -> Result<(), Fail> {
         let mut matches: Vec<Vec<OsString>> = Vec::new();
         for p in paths {
@@ -655,11 +665,12 @@ impl Copy<'_> {
                     .unwrap_or_default()
             };
             let target = self.target(ctx, is_dir, &rel_name, several, parents)?;
-            self.tree_entry(ctx, &dir, &name, &st, &target, true)?;
+            self.tree_entry(ctx, &dir, &name, &st, &target, "", excludes)?;
         }
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn tree_entry(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -667,8 +678,10 @@ impl Copy<'_> {
         name: &OsStr,
         st: &FileStat,
         dest: &[OsString],
-        top: bool,
+        rel: &str,
+        excludes: &Matcher,
     ) -> Result<(), Fail> {
+        let top = rel.is_empty();
         let shown = show(dest);
         let read_fail =
             |e: io::Error| Fail::input(format!("cannot read the source of `{shown}`")).cause(e);
@@ -720,10 +733,20 @@ impl Copy<'_> {
                 let mut names = sub.list().map_err(read_fail)?;
                 names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
                 for n in names {
+                    let child_rel = if rel.is_empty() {
+                        n.to_string_lossy().into_owned()
+                    } else {
+                        format!("{rel}/{}", n.to_string_lossy())
+                    };
                     let st = sub.stat(&n).map_err(read_fail)?;
+                    if excludes.is_excluded(&child_rel)
+                        && (kind_of(&st) != Kind::Dir || excludes.can_skip_dir(&child_rel))
+                    {
+                        continue;
+                    }
                     let mut child = dest.to_vec();
                     child.push(n.clone());
-                    self.tree_entry(ctx, &sub, &n, &st, &child, false)?;
+                    self.tree_entry(ctx, &sub, &n, &st, &child, &child_rel, excludes)?;
                 }
                 Ok(())
             }

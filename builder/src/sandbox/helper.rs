@@ -12,8 +12,15 @@
 //!    (or copy the snapshots), the standard mounts and volumes, register qemu in a
 //!    private `binfmt_misc` for a foreign platform;
 //! 5. `unshare(CLONE_NEWPID)` and fork the sandbox's init ([`super::init`]), then
-//!    supervise it: signals, the timeout (which kills the whole PID namespace);
-//! 6. tear down: unmount, remove the run directory, report.
+//!    supervise it: signals, the timeout (which kills the whole PID namespace); a build
+//!    step with file operations performs them here instead ([`super::fileop`]);
+//! 6. a successful build step: unmount, remove what the sandbox created in the upper
+//!    directory, write its layer to descriptor 4 when asked, keep it as a snapshot;
+//! 7. tear down: unmount, remove the run directory, report.
+//!
+//! The helper also answers [`TarJob`]s: the tar of existing snapshots, written from inside
+//! a user namespace with the build's mapping (no other namespace unless layers must be
+//! merged).
 
 use std::ffi::OsStr;
 use std::fs::{self, File};

@@ -19,8 +19,18 @@
 //!   ports); the helper unmounts and removes the run directory and returns a
 //!   [`result::StepResult`] with structured [`result::Fact`]s carrying failure-cause ids.
 //!
-//! Images come in through the [`source::ImageSource`] seam (today OCI layouts; the
-//! registry client plugs in there). Identity mapping rules: [`spec::choose_ids`].
+//! **Build steps** (`rbuild build`, [`run_step`]) are runs with a [`spec::StepSpec`]: the
+//! step's mount points live in a lower directory of their own below the image (so they
+//! never become part of the step's changes), the helper either runs the process or
+//! performs [`fileop`]'s file operations itself (`COPY`, `ADD`, `WORKDIR`), and on success
+//! keeps the overlay's upper directory as a snapshot (the next step's lower) and streams
+//! its OCI layer tar (`layer::diff`) on descriptor 4; copy sources come in as a tar on
+//! descriptor 5, other stages as read-only source trees. [`tar_layers`] writes the layer of
+//! a kept snapshot later, or the merged file system of several.
+//!
+//! Images come in through the [`source::ImageSource`] seam (OCI layouts; `rbuild run`
+//! resolves registry references through the content store into the same
+//! [`source::Image`]). Identity mapping rules: [`spec::choose_ids`].
 //! Architecture invariant: nothing outlives a run (processes, mounts, run directories);
 //! the end-to-end tests check `/proc/*/mountinfo`, the process table and the state
 //! directory after each run.

@@ -1529,22 +1529,28 @@ impl Engine<'_> {
         let source = match a.from.map(|f| self.resolve_from(f)) {
             Some(FromRef::Stage(i)) => {
                 let s = self.stage_dep(c, i)?;
-                key.add("from", &s.fs_key).list("paths", a.sources);
+                key.add("from", &s.fs_key)
+                    .list("paths", a.sources)
+                    .list("exclude", a.exclude);
                 trees.push(s.layers.iter().map(|l| self.layer_spec(l)).collect());
                 CopySource::Tree {
                     tree: 0,
                     paths: a.sources.to_vec(),
                     parents: a.parents,
+                    excludes: a.exclude.to_vec(),
                 }
             }
             Some(FromRef::Image(r)) => {
                 let (layers, fs_key) = self.image_tree(&r, &c.platform)?;
-                key.add("from", &fs_key).list("paths", a.sources);
+                key.add("from", &fs_key)
+                    .list("paths", a.sources)
+                    .list("exclude", a.exclude);
                 trees.push(layers);
                 CopySource::Tree {
                     tree: 0,
                     paths: a.sources.to_vec(),
                     parents: a.parents,
+                    excludes: a.exclude.to_vec(),
                 }
             }
             from => {
