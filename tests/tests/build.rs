@@ -256,7 +256,10 @@ fn multi_stage_builds_build_only_what_the_target_needs() {
     assert!(!root.join("extra").exists());
     assert!(root.join("opt/all/debug.log").exists());
     assert!(root.join("opt/filtered/tool").exists());
-    assert!(!root.join("opt/filtered/debug.log").exists(), "--exclude with --from");
+    assert!(
+        !root.join("opt/filtered/debug.log").exists(),
+        "--exclude with --from"
+    );
     // The tools stage's layers are not in the image: base + 3 COPY + RUN.
     let layout = ws.layout(&image, "amd64");
     assert_eq!(
