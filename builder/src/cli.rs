@@ -91,7 +91,8 @@ pub struct BuildArgs {
     /// Image label `KEY=VALUE` (repeatable)
     #[arg(long = "label")]
     pub labels: Vec<String>,
-    /// Extra named context `NAME=PATH` or `NAME=oci-layout://PATH` (repeatable)
+    /// Extra named context for `FROM NAME`, `COPY --from=NAME`, `RUN --mount=from=NAME`:
+    /// `NAME=DIR`, `NAME=oci-layout://PATH[:TAG]` or `NAME=docker-image://REF` (repeatable)
     #[arg(long = "build-context")]
     pub build_contexts: Vec<String>,
     /// Output: `type=oci,dest=FILE.tar`, `type=oci,dest=DIR,tar=false`, `type=docker,dest=FILE.tar`,
