@@ -23,9 +23,10 @@
 # Env: RUNS (3) W3_RUNS (5) WORKLOADS FS ("ext4 tmpfs") REG (127.0.0.1:5000)
 #      BENCH_USER (rbench) RBUILD (binary; default: cargo build --release)
 #      OUT (result dir) SKIP_BUILDAH=1 BUILDAH_CSV=<earlier results.csv to reuse>
+#      SKIP_RBUILD=1 (with an earlier OUT: add Buildah's figures to it)
 #      COMPARE=0 (skip the file-system comparison) STARTUP=0 (skip the per-step figure)
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+ROOT=${RBUILD_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 SHARED=${SHARED_BENCH:-$ROOT/../shared/bench}
 [ -d "$SHARED" ] || SHARED=/work/shared/bench
 RUNS=${RUNS:-3}
@@ -52,7 +53,10 @@ for b in busybox:latest debian:bookworm; do
 done
 mkdir -p "$OUT"
 CSV=$OUT/results.csv
-echo "engine,workload,run,phase,seconds,maxrss_kb,bytes,note" > "$CSV"
+# SKIP_RBUILD=1 with the OUT of an earlier run adds Buildah's figures to its results.
+if [ "${SKIP_RBUILD:-0}" != 1 ] || [ ! -s "$CSV" ]; then
+  echo "engine,workload,run,phase,seconds,maxrss_kb,bytes,note" > "$CSV"
+fi
 
 if [ -z "${RBUILD:-}" ]; then
   say "building rbuild (release)"
@@ -92,7 +96,8 @@ measure() {
 }
 
 # --- rbuild ---------------------------------------------------------------------------
-for fs in $FS; do
+[ "${SKIP_RBUILD:-0}" = 1 ] && FS_RBUILD="" || FS_RBUILD=$FS
+for fs in $FS_RBUILD; do
   base=$(fs_dir "$fs")
   engine=rbuild-$fs
   for wl in $WORKLOADS; do
@@ -144,9 +149,12 @@ elif [ "${SKIP_BUILDAH:-0}" != 1 ]; then
       envs+=(CONTAINERS_STORAGE_CONF="$conf")
     fi
     install -d -o "$BUSER" "$OUT/buildah-$fs" "$OUT/buildah-$fs-w3"
+    # Contexts left by an earlier run (read-only copies) would stop it: remove them as root.
+    rm -rf "/var/tmp/bench-ctx-$BUSER"
     rest=$(echo " $WORKLOADS " | sed 's/ W3-manyfiles / /g' | xargs || true)
     [ -n "$rest" ] && env "${envs[@]}" RUNS="$RUNS" WORKLOADS="$rest" OUT="$OUT/buildah-$fs" "$BH/run-buildah.sh" >&2 || true
     if [[ " $WORKLOADS " == *" W3-manyfiles "* ]]; then
+      rm -rf "/var/tmp/bench-ctx-$BUSER"
       env "${envs[@]}" RUNS="$W3_RUNS" WORKLOADS=W3-manyfiles OUT="$OUT/buildah-$fs-w3" "$BH/run-buildah.sh" >&2 || true
     fi
     for f in "$OUT/buildah-$fs/results.csv" "$OUT/buildah-$fs-w3/results.csv"; do

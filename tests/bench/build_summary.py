@@ -64,6 +64,21 @@ def main(path, startup=None):
             per_run[(r["engine"], r["workload"], r["run"])][r["phase"]] = s
             if r["maxrss_kb"]:
                 rss[(r["engine"], r["workload"])].append(int(r["maxrss_kb"]))
+    if not own:
+        # Older result files: read the peak RSS debug lines of rbuild's logs.
+        import glob
+        import os
+        import re
+        ansi = re.compile(r"\x1b\[[0-9;]*m")
+        for log in glob.glob(os.path.join(os.path.dirname(os.path.abspath(path)), "rbuild-*-r*-*.log")):
+            name = os.path.basename(log)
+            m = re.match(r"(rbuild-[a-z0-9]+)-(W[^-]+-[^-]+(?:-[^-]+)?)-r\d+-", name)
+            if not m:
+                continue
+            with open(log, errors="replace") as f:
+                vals = [int(v) for v in re.findall(r"peak_rss_kb=(\d+)", ansi.sub("", f.read()))]
+            if vals:
+                own[(m.group(1), m.group(2))].append(max(vals))
     for (e, w, run), ph in per_run.items():
         if "cold" in ph and "push" in ph:
             secs[(e, w, "cold+push")].append(ph["cold"] + ph["push"])
