@@ -201,6 +201,9 @@ pub struct SandboxHelperArgs {
     /// PID of the rbuild process that started the helper
     #[arg(long)]
     pub parent: u32,
+    /// Serve a build's steps from one user namespace (see `sandbox::Sessions`)
+    #[arg(long)]
+    pub session: bool,
 }
 
 /// `rbuild check`: exits 1 when the Dockerfile has an error; lint warnings are printed and
@@ -395,7 +398,7 @@ pub fn main() -> ExitCode {
     init_logging(cli.verbose);
     if let Command::SandboxHelper(args) = &cli.command {
         // Speaks its own protocol on descriptor 3; nothing to render here.
-        return crate::sandbox::helper_main(args.parent);
+        return crate::sandbox::helper_main(args.parent, args.session);
     }
     match run(&cli) {
         Ok(()) => ExitCode::from(Exit::Ok.code()),

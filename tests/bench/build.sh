@@ -133,7 +133,7 @@ done
 # --- Buildah (the shared script), on ext4 and on tmpfs ---------------------------------
 if [ -n "${BUILDAH_CSV:-}" ]; then
   say "reusing Buildah figures from $BUILDAH_CSV"
-  tail -n +2 "$BUILDAH_CSV" >> "$CSV"
+  tail -n +2 "$BUILDAH_CSV" | grep -v '^rbuild' >> "$CSV" || true
 elif [ "${SKIP_BUILDAH:-0}" != 1 ]; then
   # run-buildah.sh copies its workloads with `cp -a`; the shared ones are read-only, so
   # its one-file change could not write the probe file. It runs from a writable copy.

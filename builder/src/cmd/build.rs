@@ -51,10 +51,12 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     let store = open_store(Some(&req.cache_dir))?;
     let (progress, renderer) = Renderer::start(mode, std::io::stderr());
     let collector = Collector::new();
+    let sessions = crate::sandbox::Sessions::new();
     let env = solve::Env {
         store: &store,
         progress: &progress,
         diagnostics: &collector,
+        sessions: &sessions,
     };
     let result = solve::build(&req, env).and_then(|built| {
         let exported = solve::export(&store, &built, &export, &progress)?;

@@ -280,8 +280,9 @@ fn deflate_block(deflate: &mut Compress, stored: &mut Compress, job: &Job) -> io
 }
 
 fn worker(jobs: &Mutex<Receiver<Job>>, level: u32) {
-    let mut deflate = Compress::new(flate2::Compression::new(level), false);
-    let mut stored = Compress::new(flate2::Compression::none(), false);
+    // Created on the first job: a small layer keeps the other workers from allocating
+    // (and zeroing) their zlib state for nothing.
+    let mut states: Option<(Compress, Compress)> = None;
     loop {
         // Hold the lock only to take the next job.
         let job = match jobs.lock() {
@@ -289,7 +290,13 @@ fn worker(jobs: &Mutex<Receiver<Job>>, level: u32) {
             Err(_) => return,
         };
         let Ok(job) = job else { return };
-        let result = deflate_block(&mut deflate, &mut stored, &job).map(|deflated| {
+        let (deflate, stored) = states.get_or_insert_with(|| {
+            (
+                Compress::new(flate2::Compression::new(level), false),
+                Compress::new(flate2::Compression::none(), false),
+            )
+        });
+        let result = deflate_block(deflate, stored, &job).map(|deflated| {
             let mut crc = crc32fast::Hasher::new();
             crc.update(&job.data);
             Done {

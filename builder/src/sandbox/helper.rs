@@ -21,6 +21,10 @@
 //! The helper also answers [`TarJob`]s: the tar of existing snapshots, written from inside
 //! a user namespace with the build's mapping (no other namespace unless layers must be
 //! merged).
+//!
+//! With `--session` the helper does step 2 once and then forks a step helper per request
+//! ([`serve`]), which does the rest as above, inside that user namespace; it replies
+//! before removing its run directory, and the session ends only after all of them.
 
 use std::ffi::OsStr;
 use std::fs::{self, File};
@@ -54,8 +58,8 @@ use super::{fileop, mounts, procscan, snapshot, sys};
 use crate::arch::Execution;
 use crate::layer::{self, Digest, ExtractReport};
 
-/// Entry point of `rbuild sandbox-helper --parent PID`.
-pub(super) fn main(parent: u32) -> ExitCode {
+/// Entry point of `rbuild sandbox-helper --parent PID [--session]`.
+pub(super) fn main(parent: u32, session: bool) -> ExitCode {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     // Directories created implicitly (snapshot parents, mount points) get the usual
     // 0755, whatever the caller's umask; explicit modes are set with chmod anyway.
@@ -71,23 +75,37 @@ pub(super) fn main(parent: u32) -> ExitCode {
         );
         return ExitCode::from(2);
     };
+    if session {
+        return serve(UnixStream::from(fd));
+    }
     // Descriptors 4 (a build step's layer out) and 5 (its copy sources in) are taken now,
     // before anything else opens a file that could get their numbers.
     let passed = Passed {
         diff_out: sys::inherited_fd(4).map(File::from),
         stream_in: sys::inherited_fd(5).map(File::from),
     };
-    let mut sock = UnixStream::from(fd);
+    answer(UnixStream::from(fd), passed, None)
+}
+
+/// Reads one request from `sock`, performs it and writes the reply. `session` is the
+/// mapping of the user namespace this process is already in (a session's step helper).
+fn answer(mut sock: UnixStream, passed: Passed, session: Option<&IdMapping>) -> ExitCode {
+    // A session's helper answers before removing its run directory (its caller does not
+    // wait for it to exit, and the session waits for all its helpers before it ends).
+    let mut later = Later {
+        defer: session.is_some(),
+        dirs: Vec::new(),
+    };
     let mut input = Vec::new();
     let reply = match sock.read_to_end(&mut input) {
         Err(e) => Reply::Failed(Fail::bug("cannot read the sandbox spec").cause(e).0),
         Ok(_) => match serde_json::from_slice::<Request>(&input) {
             Err(e) => Reply::Failed(Fail::bug("the sandbox spec is malformed").cause(e).0),
-            Ok(Request::Run(spec)) => match run(&spec, passed) {
+            Ok(Request::Run(spec)) => match run(&spec, passed, session, &mut later) {
                 Ok(r) => Reply::Finished(r),
                 Err(f) => Reply::Failed(f.0),
             },
-            Ok(Request::Tar(job)) => match tar_job(&job, passed) {
+            Ok(Request::Tar(job)) => match tar_job(&job, passed, session) {
                 Ok(r) => Reply::Tarred(r),
                 Err(f) => Reply::Failed(f.0),
             },
@@ -95,10 +113,149 @@ pub(super) fn main(parent: u32) -> ExitCode {
     };
     let bytes = serde_json::to_vec(&reply).unwrap_or_default();
     tracing::debug!(peak_rss_kb = peak_rss_kb(), "sandbox: helper resources");
-    match sock.write_all(&bytes) {
+    let code = match sock.write_all(&bytes) {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::from(1),
+    };
+    if !later.dirs.is_empty() {
+        // End of file on the socket and the output pipes: the caller goes on.
+        drop(sock);
+        if let Ok(null) = File::options().write(true).open("/dev/null") {
+            let _ = unistd::dup2_stdout(&null);
+            let _ = unistd::dup2_stderr(&null);
+        }
+        drop(later);
     }
+    code
+}
+
+/// Run directories whose removal waits until the reply is sent (see [`answer`]); they
+/// are unmounted already, so the step's snapshot is final.
+struct Later {
+    defer: bool,
+    dirs: Vec<RunDir>,
+}
+
+impl Later {
+    /// Unmounts `dir` and removes it now, or after the reply when deferring.
+    fn clean(&mut self, mut dir: RunDir) {
+        if self.defer {
+            dir.unmount();
+            self.dirs.push(dir);
+        } else {
+            dir.cleanup();
+        }
+    }
+}
+
+/// A session helper (`--session`): reads an [`IdMapping`] (one length-prefixed frame),
+/// enters a user namespace with it once and answers with `null` or the [`Fail`]; then,
+/// for every message on the socket (a tag and descriptors: the step's socket, stdout,
+/// stderr, and the layer and copy-source pipes the tag announces), forks a step helper
+/// that answers one request inside that user namespace, as a fresh helper would after
+/// mapping. Ends at end of file.
+fn serve(mut ctl: UnixStream) -> ExitCode {
+    let me = unistd::getpid();
+    let ids = match read_frame(&mut ctl)
+        .map_err(|e| Fail::bug("cannot read the session's id mapping").cause(e))
+        .and_then(|b| {
+            serde_json::from_slice::<IdMapping>(&b)
+                .map_err(|e| Fail::bug("the session's id mapping is malformed").cause(e))
+        }) {
+        Ok(ids) => ids,
+        Err(f) => {
+            let _ = write_frame(
+                &mut ctl,
+                &serde_json::to_vec(&Some(f.0)).unwrap_or_default(),
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let entered = enter_user_namespace(&ids, me);
+    let ready = entered.as_ref().err().map(|f| &f.0);
+    if write_frame(&mut ctl, &serde_json::to_vec(&ready).unwrap_or_default()).is_err()
+        || entered.is_err()
+    {
+        return ExitCode::from(1);
+    }
+    sys::reap_children_automatically();
+    loop {
+        let Ok(Some((tag, fds))) = sys::recv_fds(ctl.as_fd()) else {
+            // With SIGCHLD ignored, wait returns once every step helper has ended (run
+            // directories removed) and there is nothing to reap.
+            loop {
+                match nix::sys::wait::wait() {
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(_) => return ExitCode::SUCCESS,
+                }
+            }
+        };
+        match sys::fork() {
+            Ok(sys::Forked::Child) => {
+                drop(ctl);
+                sys::exit_now(session_step(tag, fds, me, &ids));
+            }
+            // On a failed fork the step's socket closes unanswered; its caller reports it.
+            Ok(sys::Forked::Parent(_)) | Err(_) => drop(fds),
+        }
+    }
+}
+
+/// Tag bits of a session message: which optional descriptors follow the three fixed ones.
+pub(super) const SESSION_DIFF_OUT: u8 = 1;
+pub(super) const SESSION_STREAM_IN: u8 = 2;
+
+/// A session's step helper, just forked: takes its descriptors and answers one request.
+fn session_step(tag: u8, fds: Vec<OwnedFd>, session: Pid, ids: &IdMapping) -> i32 {
+    sys::wait_for_children();
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if unistd::getppid() != session {
+        return 1;
+    }
+    let mut fds = fds.into_iter();
+    let (Some(sock), Some(out), Some(err)) = (fds.next(), fds.next(), fds.next()) else {
+        return 1;
+    };
+    if unistd::dup2_stdout(&out).is_err() || unistd::dup2_stderr(&err).is_err() {
+        return 1;
+    }
+    drop((out, err));
+    let diff_out = (tag & SESSION_DIFF_OUT != 0)
+        .then(|| fds.next())
+        .flatten()
+        .map(File::from);
+    let stream_in = (tag & SESSION_STREAM_IN != 0)
+        .then(|| fds.next())
+        .flatten()
+        .map(File::from);
+    let passed = Passed {
+        diff_out,
+        stream_in,
+    };
+    match answer(UnixStream::from(sock), passed, Some(ids)) {
+        c if c == ExitCode::SUCCESS => 0,
+        _ => 1,
+    }
+}
+
+/// Reads a frame: a little-endian `u32` length and that many bytes.
+pub(super) fn read_frame(r: &mut impl Read) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > 16 << 20 {
+        return Err(std::io::Error::other("a frame longer than 16 MiB"));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+/// Writes a frame (see [`read_frame`]).
+pub(super) fn write_frame(w: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
+    let len = u32::try_from(bytes.len()).map_err(std::io::Error::other)?;
+    w.write_all(&len.to_le_bytes())?;
+    w.write_all(bytes)
 }
 
 /// The descriptors a build step may pass besides the socket.
@@ -208,9 +365,19 @@ fn mkdir_owned(path: &Path, owner: Option<(u32, u32)>) -> Result<(), Fail> {
 }
 
 /// Applies `spec`: everything from creating the namespaces to tearing them down.
-fn run(spec: &Spec, passed: Passed) -> Result<StepResult, Fail> {
+fn run(
+    spec: &Spec,
+    passed: Passed,
+    session: Option<&IdMapping>,
+    later: &mut Later,
+) -> Result<StepResult, Fail> {
     let started = Instant::now();
     let me = unistd::getpid();
+    if session.is_some_and(|ids| *ids != spec.ids) {
+        return Err(Fail::bug(
+            "a session helper got a spec with another id mapping",
+        ));
+    }
     // When container root is not us on the outside (real root mapping to a subordinate
     // range), what we create before entering the namespace must be handed to it.
     let root_outside = (
@@ -221,8 +388,10 @@ fn run(spec: &Spec, passed: Passed) -> Result<StepResult, Fail> {
             .outside_gid(0)
             .ok_or_else(|| Fail::bug("container root group is not mapped"))?,
     );
-    let owner = (root_outside.0 != unistd::geteuid().as_raw()
-        || root_outside.1 != unistd::getegid().as_raw())
+    // (A session's helpers only serve mappings whose root is the caller itself.)
+    let owner = (session.is_none()
+        && (root_outside.0 != unistd::geteuid().as_raw()
+            || root_outside.1 != unistd::getegid().as_raw()))
     .then_some(root_outside);
 
     // 1. Outside: directories, the run lock, the blobs and volume sources.
@@ -319,8 +488,10 @@ fn run(spec: &Spec, passed: Passed) -> Result<StepResult, Fail> {
         us = started.elapsed().as_micros(),
         "sandbox: state prepared"
     );
-    // 2. The user namespace.
-    enter_user_namespace(&spec.ids, me)?;
+    // 2. The user namespace (a session's helper is in it already).
+    if session.is_none() {
+        enter_user_namespace(&spec.ids, me)?;
+    }
 
     tracing::debug!(
         us = started.elapsed().as_micros(),
@@ -504,7 +675,7 @@ fn run(spec: &Spec, passed: Passed) -> Result<StepResult, Fail> {
         let run_ms = ms(run_started.elapsed());
         let teardown_started = Instant::now();
         let step = finish_step(spec, &mut run_dir, &run_path, &snapshots, &[], diff_out)?;
-        run_dir.cleanup();
+        later.clean(run_dir);
         return Ok(StepResult {
             status: Status::Exited { code: 0 },
             killed: Vec::new(),
@@ -595,7 +766,7 @@ fn run(spec: &Spec, passed: Passed) -> Result<StepResult, Fail> {
     } else {
         None
     };
-    run_dir.cleanup();
+    later.clean(run_dir);
     tracing::debug!(us = started.elapsed().as_micros(), "sandbox: torn down");
     let teardown_ms = ms(teardown_started.elapsed());
 
@@ -801,8 +972,13 @@ fn finish_step(
 
 /// A [`TarJob`]: one snapshot's layer, or the merged file system of several, as a tar on
 /// descriptor 4, written from inside a user namespace with the build's mapping.
-fn tar_job(job: &TarJob, passed: Passed) -> Result<TarReport, Fail> {
+fn tar_job(job: &TarJob, passed: Passed, session: Option<&IdMapping>) -> Result<TarReport, Fail> {
     let me = unistd::getpid();
+    if session.is_some_and(|ids| *ids != job.ids) {
+        return Err(Fail::bug(
+            "a session helper got a tar job with another id mapping",
+        ));
+    }
     let out = passed
         .diff_out
         .ok_or_else(|| Fail::bug("a tar job has no output (descriptor 4)"))?;
@@ -815,7 +991,9 @@ fn tar_job(job: &TarJob, passed: Passed) -> Result<TarReport, Fail> {
             blobs.push((i, f));
         }
     }
-    enter_user_namespace(&job.ids, me)?;
+    if session.is_none() {
+        enter_user_namespace(&job.ids, me)?;
+    }
     let opts = layer::diff::DiffOptions {
         clamp_mtime: job.diff.clamp_mtime,
         exclude: Vec::new(),
@@ -1100,8 +1278,11 @@ fn mount_overlay(
         fs::create_dir(&empty).map_err(|e| format!("cannot create `{}`: {e}", empty.display()))?;
         names.push(empty.display().to_string());
     }
+    // `volatile`: no sync of the whole upper file system when the overlay is unmounted
+    // (after every step) and no-op fsyncs inside; the snapshot is as durable as the rest
+    // of the cache (blobs and records are not fsynced either).
     let opts = format!(
-        "lowerdir={},upperdir={},workdir={},userxattr",
+        "lowerdir={},upperdir={},workdir={},userxattr,volatile",
         names.join(":"),
         upper.display(),
         work.display()
@@ -1165,6 +1346,11 @@ fn register_binfmt(spec: &Spec, run: &Path, run_dir: &mut RunDir) -> Result<Exec
             run_dir.mounts.push(dir.clone());
             match fs::write(dir.join("register"), &registration.line) {
                 Ok(()) => return Ok(spec.execution.clone()),
+                // The user namespace's instance has it already: a session's earlier step
+                // (the instance belongs to the user namespace, not to the mount).
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    return Ok(spec.execution.clone());
+                }
                 Err(e) => format!(
                     "registering `{}` from `{}` failed: {e}",
                     registration.name,

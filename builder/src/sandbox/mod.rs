@@ -27,6 +27,9 @@
 //! its OCI layer tar (`layer::diff`) on descriptor 4; copy sources come in as a tar on
 //! descriptor 5, other stages as read-only source trees. [`tar_layers`] writes the layer of
 //! a kept snapshot later, or the merged file system of several.
+//! A build starts its helpers through [`Sessions`]: one session helper per id mapping
+//! enters the user namespace once and forks a step helper into it for each step
+//! (`session.rs`), instead of an exec and an id-mapping round trip per step.
 //!
 //! Images come in through the [`source::ImageSource`] seam (OCI layouts; `rbuild run`
 //! resolves registry references through the content store into the same
@@ -43,6 +46,8 @@ mod mounts;
 pub mod procscan;
 pub mod result;
 pub mod rooted;
+mod session;
+pub use session::Sessions;
 pub mod snapshot;
 pub mod source;
 pub mod spec;
@@ -403,8 +408,16 @@ impl std::fmt::Debug for StepIo<'_> {
 /// descriptors with `io` meanwhile. Like [`run`], call it from a thread that lives until
 /// it returns.
 pub fn run_step(spec: &Spec, io: StepIo<'_>) -> Result<StepResult, SandboxError> {
+    run_step_in(spec, io, None)
+}
+
+fn run_step_in(
+    spec: &Spec,
+    io: StepIo<'_>,
+    session: Option<&session::Session>,
+) -> Result<StepResult, SandboxError> {
     let payload = serde_json::to_vec(spec).map_err(|e| SandboxError::NoReply(e.to_string()))?;
-    match exchange(&payload, io)? {
+    match exchange(&payload, io, session)? {
         result::Reply::Finished(r) => Ok(r),
         result::Reply::Failed(f) => Err(SandboxError::Setup(f)),
         result::Reply::Tarred(_) => Err(SandboxError::NoReply("an unexpected reply".into())),
@@ -417,6 +430,14 @@ pub fn tar_layers(
     job: &TarJob,
     out: Box<dyn FnOnce(std::fs::File) -> std::io::Result<()> + Send + '_>,
 ) -> Result<TarReport, SandboxError> {
+    tar_layers_in(job, out, None)
+}
+
+fn tar_layers_in(
+    job: &TarJob,
+    out: Box<dyn FnOnce(std::fs::File) -> std::io::Result<()> + Send + '_>,
+    session: Option<&session::Session>,
+) -> Result<TarReport, SandboxError> {
     let payload = serde_json::to_vec(job).map_err(|e| SandboxError::NoReply(e.to_string()))?;
     let quiet = |_: OutputStream, _: &[u8]| {};
     let io = StepIo {
@@ -424,7 +445,7 @@ pub fn tar_layers(
         input: None,
         layer: Some(out),
     };
-    match exchange(&payload, io)? {
+    match exchange(&payload, io, session)? {
         result::Reply::Tarred(r) => Ok(r),
         result::Reply::Failed(f) => Err(SandboxError::Setup(f)),
         result::Reply::Finished(_) => Err(SandboxError::NoReply("an unexpected reply".into())),
@@ -438,32 +459,59 @@ fn pipe() -> Result<(std::fs::File, std::fs::File), SandboxError> {
 }
 
 /// Starts a helper with `payload` on its socket and `io` on its other descriptors, and
-/// returns its reply once it has ended and every descriptor is drained.
-fn exchange(payload: &[u8], io: StepIo<'_>) -> Result<result::Reply, SandboxError> {
+/// returns its reply once it has ended and every descriptor is drained. With a
+/// `session`, the helper is forked by the session's helper inside its user namespace
+/// instead of exec'd.
+fn exchange(
+    payload: &[u8],
+    io: StepIo<'_>,
+    session: Option<&session::Session>,
+) -> Result<result::Reply, SandboxError> {
     let (mut ours, theirs) = UnixStream::pair().map_err(SandboxError::Spawn)?;
     let layer_pipe = io.layer.as_ref().map(|_| pipe()).transpose()?;
     let input_pipe = io.input.as_ref().map(|_| pipe()).transpose()?;
-    let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg(HELPER_SUBCOMMAND)
-        .arg("--parent")
-        .arg(std::process::id().to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut fds = vec![(theirs.as_raw_fd(), 3)];
-    if let Some((_, w)) = &layer_pipe {
-        fds.push((w.as_raw_fd(), 4));
-    }
-    if let Some((r, _)) = &input_pipe {
-        fds.push((r.as_raw_fd(), 5));
-    }
-    sys::pass_fds(&mut cmd, &fds);
-    let mut child = cmd.spawn().map_err(SandboxError::Spawn)?;
+    let (mut child, stdout, stderr): (
+        Option<std::process::Child>,
+        Box<dyn Read + Send>,
+        Box<dyn Read + Send>,
+    ) = if let Some(session) = session {
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        session.launch(
+            theirs.as_fd(),
+            out_w.as_fd(),
+            err_w.as_fd(),
+            layer_pipe.as_ref().map(|(_, w)| w.as_fd()),
+            input_pipe.as_ref().map(|(r, _)| r.as_fd()),
+        )?;
+        (None, Box::new(out_r), Box::new(err_r))
+    } else {
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.arg(HELPER_SUBCOMMAND)
+            .arg("--parent")
+            .arg(std::process::id().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut fds = vec![(theirs.as_raw_fd(), 3)];
+        if let Some((_, w)) = &layer_pipe {
+            fds.push((w.as_raw_fd(), 4));
+        }
+        if let Some((r, _)) = &input_pipe {
+            fds.push((r.as_raw_fd(), 5));
+        }
+        sys::pass_fds(&mut cmd, &fds);
+        let mut child = cmd.spawn().map_err(SandboxError::Spawn)?;
+        let (Some(o), Some(e)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err(SandboxError::NoReply(
+                "the helper's output is not piped".into(),
+            ));
+        };
+        (Some(child), Box::new(o), Box::new(e))
+    };
     drop(theirs);
     let layer_r = layer_pipe.map(|(r, _w)| r);
     let input_w = input_pipe.map(|(_r, w)| w);
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
     let output = io.output;
     let mut reply = Vec::new();
     let status = std::thread::scope(|s| {
@@ -480,12 +528,10 @@ fn exchange(payload: &[u8], io: StepIo<'_>) -> Result<result::Reply, SandboxErro
                 }
             }
         };
-        if let Some(o) = stdout {
-            s.spawn(pump(Box::new(o), OutputStream::Stdout));
-        }
-        if let Some(e) = stderr {
-            s.spawn(pump(Box::new(e), OutputStream::Stderr));
-        }
+        let pumps = [
+            s.spawn(pump(stdout, OutputStream::Stdout)),
+            s.spawn(pump(stderr, OutputStream::Stderr)),
+        ];
         let input = io.input.zip(input_w).map(|(f, w)| s.spawn(move || f(w)));
         let layer = io.layer.zip(layer_r).map(|(f, r)| s.spawn(move || f(r)));
         let sent = ours
@@ -494,11 +540,18 @@ fn exchange(payload: &[u8], io: StepIo<'_>) -> Result<result::Reply, SandboxErro
         if sent.is_ok() {
             let _ = ours.read_to_end(&mut reply);
         }
-        let status = child.wait();
+        let status = match child.as_mut() {
+            Some(c) => c.wait().map(|s| s.to_string()),
+            // A session's helper is reaped by the session; its socket closing is its end.
+            None => Ok("its socket closed".to_owned()),
+        };
         // The input writer ends when the helper closes its side (by reading to the end,
         // or by exiting); its error is moot if the helper failed, which the reply says.
         if let Some(h) = input {
             let _ = h.join();
+        }
+        for p in pumps {
+            let _ = p.join();
         }
         let layer_result = layer.map(std::thread::ScopedJoinHandle::join);
         (status, layer_result)
@@ -515,7 +568,7 @@ fn exchange(payload: &[u8], io: StepIo<'_>) -> Result<result::Reply, SandboxErro
     }
     serde_json::from_slice::<result::Reply>(&reply).map_err(|_| {
         SandboxError::NoReply(match status {
-            Ok(s) => s.to_string(),
+            Ok(s) => s,
             Err(e) => e.to_string(),
         })
     })
@@ -527,8 +580,8 @@ pub fn peak_rss_kb() -> u64 {
 }
 
 /// Entry point of the hidden `rbuild sandbox-helper` subcommand.
-pub fn helper_main(parent: u32) -> ExitCode {
-    helper::main(parent)
+pub fn helper_main(parent: u32, session: bool) -> ExitCode {
+    helper::main(parent, session)
 }
 
 /// Executes a probe binary (see `arch`) and says whether it ran successfully.

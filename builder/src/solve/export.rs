@@ -197,7 +197,7 @@ impl Engine<'_> {
             Mutex::new(None);
         let res = {
             let slot = &slot;
-            sandbox::tar_layers(
+            self.env.sessions.tar_layers(
                 &job,
                 Box::new(move |pipe| {
                     let w = store

@@ -138,6 +138,8 @@ pub struct Env<'a> {
     pub store: &'a Store,
     pub progress: &'a Progress,
     pub diagnostics: &'a Collector,
+    /// The build's sandbox sessions (one user namespace per id mapping for all steps).
+    pub sessions: &'a crate::sandbox::Sessions,
 }
 
 /// A counting semaphore: sandbox steps and layer compression at once.

@@ -822,11 +822,25 @@ impl Engine<'_> {
         let layer: Option<Box<dyn FnOnce(std::fs::File) -> std::io::Result<()> + Send + '_>> =
             inline.then(|| {
                 let slot = &layer_slot;
-                Box::new(move |pipe: std::fs::File| {
+                Box::new(move |mut pipe: std::fs::File| {
+                    // A step that changed nothing writes no layer: end of file at once,
+                    // and no blob writer or compressor to set up.
+                    let mut first = vec![0u8; 64 << 10];
+                    let n = loop {
+                        match std::io::Read::read(&mut pipe, &mut first) {
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                            r => break r?,
+                        }
+                    };
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    first.truncate(n);
+                    let input = std::io::Read::chain(std::io::Cursor::new(first), pipe);
                     let w = store
                         .writer(Algorithm::Sha256)
                         .map_err(std::io::Error::other)?;
-                    let (w, done) = compress::compress(pipe, w, compression, threads)?;
+                    let (w, done) = compress::compress(input, w, compression, threads)?;
                     *slot
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((w, done));
@@ -839,7 +853,7 @@ impl Engine<'_> {
             input,
             layer,
         };
-        let r = match sandbox::run_step(spec, io) {
+        let r = match self.env.sessions.run_step(spec, io) {
             Ok(r) => r,
             Err(SandboxError::Setup(f)) => return Err(self.setup_failure(&f, &c.platform)),
             Err(e) => {
