@@ -66,8 +66,9 @@ fi
 BIN=/var/tmp/rbuild-bench-bin
 mkdir -p "$BIN"; cp "$RBUILD" "$BIN/rbuild"; chmod 755 "$BIN" "$BIN/rbuild"
 
+BHOME=$(getent passwd "$BUSER" | cut -d: -f6)
 AS_USER=(setpriv "--reuid=$BUSER" "--regid=$BUSER" --clear-groups --reset-env
-  env "HOME=$(getent passwd "$BUSER" | cut -d: -f6)" PATH=/usr/local/bin:/usr/bin:/bin)
+  env "HOME=$BHOME" PATH=/usr/local/bin:/usr/bin:/bin)
 as_user() { "${AS_USER[@]}" "$@"; }
 rm_as_user() { as_user unshare --user --map-auto --map-root-user rm -rf "$@" 2>/dev/null || rm -rf "$@"; }
 
@@ -77,6 +78,11 @@ wl_probe()    { case $(wl_ctx "$1") in
                   W1-tiny) echo hello.txt;; W2-apt) echo app/README.txt;;
                   W3-manyfiles) echo gen.sh;; W4-multistage) echo app.conf;; esac; }
 fs_dir()      { case $1 in tmpfs) echo /dev/shm/rbuild-bench;; *) echo /var/tmp/rbuild-bench;; esac; }
+# Where the cache goes. On ext4 it is in the user's home, as Buildah's storage is
+# (~/.local/share/containers): ext4 without a journal skips inodes deleted in the last
+# minutes when it allocates new ones, so a directory in a block group full of recently
+# deleted files (/var/tmp after a few runs) creates files many times slower.
+cache_dir()   { case $1 in tmpfs) echo "$2/cache";; *) echo "$BHOME/.cache/rbuild-bench/$3";; esac; }
 
 # measure ENGINE WORKLOAD RUN PHASE LOG CMD...: one CSV row (wall seconds, max RSS)
 measure() {
@@ -106,12 +112,15 @@ for fs in $FS_RBUILD; do
     tag=$REG/bench/rbuild-$(echo "$wl" | tr 'A-Z' 'a-z'):latest
     for run in $(seq 1 "$runs"); do
       w=$base/$wl-$run
-      rm_as_user "$w"; mkdir -p "$w"; cp -a "$SHARED/workloads/$ctxname" "$w/ctx"
+      cache=$(cache_dir "$fs" "$w" "$wl-$run")
+      # Like run-buildah.sh's reset: the previous state removed, then `sync`.
+      rm_as_user "$w" "$cache"; sync
+      mkdir -p "$w"; as_user mkdir -p "$(dirname "$cache")"; cp -a "$SHARED/workloads/$ctxname" "$w/ctx"
       chmod -R u+w "$w/ctx"; chown -R "$BUSER:" "$w"; chmod 755 "$base" "$w"
       # The debug lines carry the peak RSS of rbuild and of each sandbox helper (what
       # /usr/bin/time reports is the largest process of the tree: apt, dpkg, ...).
       build=(env "RBUILD_LOG=rbuild::cmd::build=debug,rbuild::sandbox::helper=debug"
-             "$BIN/rbuild" build --progress plain --cache-dir "$w/cache" --platform "$plat"
+             "$BIN/rbuild" build --progress plain --cache-dir "$cache" --platform "$plat"
              --build-arg "REGISTRY=$REG" -t "$tag" "$w/ctx")
       L=$OUT/$engine-$wl-r$run
       measure "$engine" "$wl" "$run" cold "$L-cold.log" "${AS_USER[@]}" "${build[@]}" || continue
@@ -120,12 +129,12 @@ for fs in $FS_RBUILD; do
       measure "$engine" "$wl" "$run" change "$L-change.log" "${AS_USER[@]}" "${build[@]}" || true
       repo=$REG/bench/$engine-$(echo "$wl" | tr 'A-Z' 'a-z')-r$run-$STAMP:latest
       measure "$engine" "$wl" "$run" push "$L-push.log" \
-        "${AS_USER[@]}" "$BIN/rbuild" push --cache-dir "$w/cache" "$tag" "$repo" || true
+        "${AS_USER[@]}" "$BIN/rbuild" push --cache-dir "$cache" "$tag" "$repo" || true
       psize=$(skopeo inspect --raw --tls-verify=false --override-arch="${plat#linux/}" "docker://$repo" 2>/dev/null \
         | python3 -c 'import json,sys; m=json.load(sys.stdin); print(sum(l["size"] for l in m.get("layers",[])))' 2>/dev/null || echo)
       echo "$engine,$wl,$run,size_pushed,,,$psize," >> "$CSV"
       [ "$run" = 1 ] && echo "$repo" > "$OUT/$engine-$wl.ref"
-      rm_as_user "$w"
+      rm_as_user "$w" "$cache"
     done
   done
 done
@@ -176,18 +185,19 @@ if [ "${STARTUP:-1}" != 0 ]; then
   printf 'FROM %s/busybox:latest\nRUN true\n' "$REG" > "$w/one/Dockerfile"
   { printf 'FROM %s/busybox:latest\n' "$REG"; for i in $(seq 1 21); do printf 'RUN true %s\n' "$i"; done; } > "$w/many/Dockerfile"
   chown -R "$BUSER:" "$w"; chmod 755 /var/tmp/rbuild-bench "$w"
-  as_user "$BIN/rbuild" build --progress plain --cache-dir "$w/cache" --no-cache "$w/one" >/dev/null 2>&1 || true
+  sc=$BHOME/.cache/rbuild-bench/startup; rm_as_user "$sc"; as_user mkdir -p "$sc"; sync
+  as_user "$BIN/rbuild" build --progress plain --cache-dir "$sc" --no-cache "$w/one" >/dev/null 2>&1 || true
   # loop CMD N: microseconds per run of CMD, N runs in one shell as the user.
   loop() {
     as_user bash -c "s=\$(date +%s%N); for i in \$(seq 1 $2); do $1 >/dev/null 2>&1; done; e=\$(date +%s%N); echo \$(( (e - s) / $2 / 1000 ))"
   }
   floor=$(loop "unshare -Urmpf --mount-proc true" 50)
   mapped=$(loop "unshare --map-auto --map-root-user -mpf --mount-proc true" 50)
-  one=$(loop "$BIN/rbuild build --progress plain --cache-dir $w/cache --no-cache $w/one" 5)
-  many=$(loop "$BIN/rbuild build --progress plain --cache-dir $w/cache --no-cache $w/many" 5)
+  one=$(loop "$BIN/rbuild build --progress plain --cache-dir $sc --no-cache $w/one" 10)
+  many=$(loop "$BIN/rbuild build --progress plain --cache-dir $sc --no-cache $w/many" 10)
   per=$(( (many - one) / 20 ))
   echo "startup,per_run_step_us,$per,unshare_floor_us,$floor,mapped_floor_us,$mapped" > "$OUT/startup.csv"
-  rm_as_user "$w"
+  rm_as_user "$w" "$sc"
 fi
 
 # --- file-system comparison -------------------------------------------------------------

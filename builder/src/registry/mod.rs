@@ -49,9 +49,11 @@
 //!   asked for is pulled anyway and reported in [`Pulled::mismatches`] (BuildKit builds
 //!   `FROM` such an image with a warning); `rbuild pull` prints a warning.
 //! - Push: `HEAD` skips blobs the registry has; blobs pulled from another repository of the
-//!   same registry are mounted; others are checked against their digest, then uploaded in one
-//!   `PUT`, or in `PATCH` chunks of [`Options::chunk_size`] (at least the registry's
-//!   `OCI-Chunk-Min-Length`). Upload failures: a chunked upload **resumes** on the same
+//!   same registry are mounted; others are uploaded in one `PUT`, or in `PATCH` chunks of
+//!   [`Options::chunk_size`] (at least the registry's `OCI-Chunk-Min-Length`), while a
+//!   blocking thread checks the content against its digest: the one `PUT` and a chunked
+//!   upload's closing `PUT` (what makes the registry keep the blob) wait for the check, and
+//!   a failed check cancels the session and is the error reported. Upload failures: a chunked upload **resumes** on the same
 //!   session from where the registry says it stands (`GET` on the session, `Range:
 //!   0-<last>`); a one-`PUT` upload, or a session the registry lost, **restarts** on a new
 //!   session after cancelling the broken one (`DELETE`), never resending onto a session that
