@@ -35,7 +35,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Build an image from a Dockerfile (not yet implemented)
+    /// Build an image from a Dockerfile
+    ///
+    /// Every `RUN`, `COPY`, `ADD` and `WORKDIR` runs in its own unprivileged sandbox; the
+    /// platforms of `--platform` and independent stages build concurrently. Steps are
+    /// cached by content in `--cache-dir`. Prints the image digest (the index for several
+    /// platforms) on stdout; exits 1 when the Dockerfile or a step fails, 2 for bad flags,
+    /// 3 when the host cannot build, 4 for registry problems.
     Build(Box<BuildArgs>),
     /// Run an image in a fresh unprivileged sandbox
     Run(Box<RunArgs>),
@@ -85,10 +91,13 @@ pub struct BuildArgs {
     /// Image label `KEY=VALUE` (repeatable)
     #[arg(long = "label")]
     pub labels: Vec<String>,
-    /// Extra named context `NAME=PATH` or `NAME=oci-layout://PATH` (repeatable)
+    /// Extra named context for `FROM NAME`, `COPY --from=NAME`, `RUN --mount=from=NAME`:
+    /// `NAME=DIR`, `NAME=oci-layout://PATH[:TAG]` or `NAME=docker-image://REF` (repeatable)
     #[arg(long = "build-context")]
     pub build_contexts: Vec<String>,
-    /// Output destination, e.g. `type=oci,dest=out.tar` or `type=registry` (repeatable)
+    /// Output: `type=oci,dest=FILE.tar`, `type=oci,dest=DIR,tar=false`, `type=docker,dest=FILE.tar`,
+    /// `type=registry`, `type=image`, `type=local,dest=DIR`, `type=tar,dest=FILE`; add
+    /// `compression=zstd|gzip|uncompressed` to change how layers are compressed (repeatable)
     #[arg(short = 'o', long = "output")]
     pub outputs: Vec<String>,
     /// Push the result to the registry named by `--tag` (same as `--output type=registry`)
@@ -97,9 +106,19 @@ pub struct BuildArgs {
     /// Do not use the build cache
     #[arg(long)]
     pub no_cache: bool,
+    /// Resolve base images at their registry even when the content store has them
+    #[arg(long)]
+    pub pull: bool,
     /// Cache and content-store directory (default: `$XDG_CACHE_HOME/rbuild`)
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// Import a build cache from a registry: `type=registry,ref=REGISTRY/REPO:TAG` (repeatable)
+    #[arg(long = "cache-from")]
+    pub cache_from: Vec<String>,
+    /// Export the build cache to a registry: `type=registry,ref=REGISTRY/REPO:TAG[,mode=max]`
+    /// (`mode=max` also keeps the steps of intermediate stages)
+    #[arg(long = "cache-to")]
+    pub cache_to: Vec<String>,
     /// Secret for `RUN --mount=type=secret`: `id=ID,src=PATH` or `id=ID,env=VAR` (repeatable)
     #[arg(long = "secret")]
     pub secrets: Vec<String>,
@@ -162,7 +181,14 @@ pub struct RunArgs {
     /// Write the run's diagnostics (warnings and the failure, if any) as a JSON array to this file
     #[arg(long)]
     pub diagnostics_file: Option<PathBuf>,
-    /// Image: `oci-layout://PATH[:TAG]` (registry references need the registry client)
+    /// Look the image up at its registry even when the content store has it
+    #[arg(long)]
+    pub pull: bool,
+    /// Registry `HOST[:PORT]` to reach over plain http (loopback registries need no flag)
+    #[arg(long = "insecure-registry")]
+    pub insecure_registries: Vec<String>,
+    /// Image: a reference (`registry.example.com/app:1.0`, pulled into the content store
+    /// unless it is there) or `oci-layout://PATH[:TAG]`
     pub image: String,
     /// Command to run instead of the image's entrypoint and cmd
     #[arg(last = true)]
@@ -175,6 +201,9 @@ pub struct SandboxHelperArgs {
     /// PID of the rbuild process that started the helper
     #[arg(long)]
     pub parent: u32,
+    /// Serve a build's steps from one user namespace (see `sandbox::Sessions`)
+    #[arg(long)]
+    pub session: bool,
 }
 
 /// `rbuild check`: exits 1 when the Dockerfile has an error; lint warnings are printed and
@@ -369,7 +398,7 @@ pub fn main() -> ExitCode {
     init_logging(cli.verbose);
     if let Command::SandboxHelper(args) = &cli.command {
         // Speaks its own protocol on descriptor 3; nothing to render here.
-        return crate::sandbox::helper_main(args.parent);
+        return crate::sandbox::helper_main(args.parent, args.session);
     }
     match run(&cli) {
         Ok(()) => ExitCode::from(Exit::Ok.code()),

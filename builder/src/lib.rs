@@ -12,8 +12,10 @@ pub mod dockerfile;
 pub mod envvars;
 pub mod image;
 pub mod layer;
+pub mod progress;
 pub mod registry;
 pub mod sandbox;
+pub mod solve;
 pub mod store;
 
 pub use rbuild_diagnose as diagnose;

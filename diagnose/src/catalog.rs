@@ -135,6 +135,10 @@ causes! {
     StepTimedOut => "step-timed-out",
     /// rbuild cannot create or write its state directory.
     StateDirNotWritable => "state-dir-not-writable",
+    /// A COPY or ADD step failed (a missing source, a conflicting destination, ...).
+    CopyFailed => "copy-failed",
+    /// A base or `--from` image could not be resolved or pulled.
+    ImagePullFailed => "image-pull-failed",
 }
 
 /// Whether rbuild can stop a cause by itself (the catalog's "auto-avoid" column).
@@ -2285,6 +2289,52 @@ pub static CATALOG: &[Entry] = &[
         detectors: &[Structured, Probe],
         signatures: &[],
         related: &[C::DiskFullOrInodes, C::StateDirOnOverlayOrNosuid],
+        references: &[],
+    },
+    Entry {
+        cause: C::CopyFailed,
+        title: "a COPY or ADD step failed",
+        severity: Severity::Error,
+        exit: Exit::Input,
+        auto_avoid: AutoAvoid::No,
+        summary: "A COPY or ADD instruction could not copy its sources: a source is missing or excluded, the destination conflicts with the image, an owner is unknown, or a download failed its checksum.",
+        explanation: "COPY and ADD read from the build context (filtered by `.dockerignore`), another stage, an image or a URL, and write into the image as BuildKit does: a destination ending in `/` or an existing directory receives files under their own name, several sources need a directory destination, a file never replaces a directory, `--chown` names must exist in the image's own `/etc/passwd` and `/etc/group`, and `ADD --checksum` must match what the URL serves. The message names the instruction's problem.",
+        hint: "check the source paths against the build context and `.dockerignore`, and the destination against the image (end it with `/` to copy into a directory)",
+        fix: &[
+            "Paths are relative to the build context, not to the Dockerfile's directory; `rbuild build -f docker/Dockerfile .` reads sources from `.`.",
+            "Look for the path in `.dockerignore` (or `<Dockerfile>.dockerignore`): excluded files do not exist for COPY.",
+            "With several sources or a wildcard, end the destination with `/`.",
+            "Create users before copying with `--chown=name`, or use numeric ids.",
+        ],
+        rbuild: "rbuild resolves sources and destinations itself (inside the step's sandbox for the destination), so the error names the missing path, the conflicting destination or the unknown owner, on the COPY or ADD line.",
+        detectors: &[Structured],
+        signatures: &[],
+        related: &[],
+        references: &["https://docs.docker.com/reference/dockerfile/#copy"],
+    },
+    Entry {
+        cause: C::ImagePullFailed,
+        title: "an image could not be pulled",
+        severity: Severity::Error,
+        exit: Exit::Registry,
+        auto_avoid: AutoAvoid::No,
+        summary: "A base image (FROM) or an image a step reads (`COPY --from`, `RUN --mount=from=`) could not be resolved or pulled from its registry.",
+        explanation: "rbuild looks a base image up in its content store first and asks the registry when it is missing (always with `--pull`). The registry may not know the repository or tag, refuse access, or not answer. Registries on loopback are reached over plain http; others need https or `--insecure-registry`.",
+        hint: "check the image name and tag (`rbuild pull IMAGE` shows the registry's answer), the registry's address, and your credentials",
+        fix: &[
+            "Check the reference: `FROM name` means `docker.io/library/name:latest`.",
+            "Pull it on its own to see the registry's answer: `rbuild pull --platform <platform> <image>`.",
+            "For a private registry, log in with `docker login` or `podman login` (rbuild reads their credential files).",
+        ],
+        rbuild: "rbuild names the reference, the registry and its answer on the line that names the image; authentication, TLS and rate-limit problems have causes of their own.",
+        detectors: &[Structured],
+        signatures: &[],
+        related: &[
+            C::RegistryAuth401,
+            C::RegistryTlsOrHttp,
+            C::RegistryRateLimited,
+            C::BaseImageMissingPlatform,
+        ],
         references: &[],
     },
 ];

@@ -28,31 +28,20 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         })?,
         None => Platform::host(),
     };
-    let Some(mut layout) = OciLayout::parse(&args.image) else {
-        return Err(Failure::new(
-            Exit::Usage,
-            format!("`{}` is a registry reference, which `rbuild run` cannot pull yet", args.image),
-        )
-        .hint("export the image as an OCI layout and pass `oci-layout://PATH[:TAG]` (e.g. `skopeo copy docker://IMAGE oci:DIR:TAG`)")
-        .into());
+    let cache = match &args.cache_dir {
+        Some(d) => absolute(d)?,
+        None => default_cache_dir().ok_or_else(|| {
+            Failure::new(
+                Exit::Usage,
+                "neither `XDG_CACHE_HOME` nor `HOME` is set, so rbuild has no cache directory",
+            )
+            .hint("pass `--cache-dir DIR`")
+        })?,
     };
-    if layout.root.is_relative() {
-        layout.root = std::env::current_dir()
-            .context("cannot tell the current directory")?
-            .join(&layout.root);
-    }
-    let image = layout.resolve(&platform).map_err(|e| {
-        let exit = match e {
-            crate::sandbox::source::SourceError::Io { .. }
-            | crate::sandbox::source::SourceError::NotALayout { .. } => Exit::Usage,
-            _ => Exit::Input,
-        };
-        let mut f = Failure::new(exit, format!("cannot use image `{}`: {e}", args.image));
-        if e.id().is_some() {
-            f = f.hint("pick a platform the image has with `--platform`");
-        }
-        f
-    })?;
+    let image = match OciLayout::parse(&args.image) {
+        Some(layout) => layout_image(args, layout, &platform)?,
+        None => registry_image(args, &cache, &platform)?,
+    };
 
     let timeout = args
         .timeout
@@ -69,16 +58,6 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         .map(|v| parse_volume(v))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure::new(Exit::Usage, e).hint("e.g. `-v ./src:/src:ro`"))?;
-    let cache = match &args.cache_dir {
-        Some(d) => absolute(d)?,
-        None => default_cache_dir().ok_or_else(|| {
-            Failure::new(
-                Exit::Usage,
-                "neither `XDG_CACHE_HOME` nor `HOME` is set, so rbuild has no cache directory",
-            )
-            .hint("pass `--cache-dir DIR`")
-        })?,
-    };
     let opts = RunOptions {
         state_dir: cache.join("sandbox"),
         command: args.command.clone(),
@@ -216,6 +195,107 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         None => Ok(()),
         Some(f) => Err(f.into()),
     }
+}
+
+/// The image of an `oci-layout://` reference.
+fn layout_image(
+    args: &RunArgs,
+    mut layout: OciLayout,
+    platform: &Platform,
+) -> anyhow::Result<crate::sandbox::source::Image> {
+    if layout.root.is_relative() {
+        layout.root = std::env::current_dir()
+            .context("cannot tell the current directory")?
+            .join(&layout.root);
+    }
+    layout.resolve(platform).map_err(|e| {
+        let exit = match e {
+            crate::sandbox::source::SourceError::Io { .. }
+            | crate::sandbox::source::SourceError::NotALayout { .. } => Exit::Usage,
+            _ => Exit::Input,
+        };
+        let mut f = Failure::new(exit, format!("cannot use image `{}`: {e}", args.image));
+        if e.id().is_some() {
+            f = f.hint("pick a platform the image has with `--platform`");
+        }
+        f.into()
+    })
+}
+
+/// The image of a registry reference: from the content store when it holds it (a pull
+/// or a build put it there; not with `--pull`), else pulled.
+fn registry_image(
+    args: &RunArgs,
+    cache: &Path,
+    platform: &Platform,
+) -> anyhow::Result<crate::sandbox::source::Image> {
+    use crate::sandbox::source::{Image, LayerBlob, RunConfig};
+    let store = super::pull::open_store(Some(cache))?;
+    let wanted: crate::image::Platform = platform
+        .to_string()
+        .parse()
+        .map_err(|e: crate::image::PlatformError| Failure::new(Exit::Usage, e.to_string()))?;
+    let local = (!args.pull)
+        .then(|| crate::registry::image_from(&store, &args.image, &wanted).ok())
+        .flatten()
+        .filter(|img| {
+            img.layers()
+                .iter()
+                .all(|l| store.contains(&l.digest, Some(l.size)))
+        });
+    let resolved = if let Some(img) = local {
+        img
+    } else {
+        let options = super::pull::options(&crate::cli::StoreArgs {
+            cache_dir: None,
+            insecure_registries: args.insecure_registries.clone(),
+        })?;
+        crate::registry::pull_image(&store, &args.image, &wanted, &options)
+            .map_err(|e| e.into_failure(format!("cannot pull `{}` for `{wanted}`", args.image)))?
+    };
+    let diff_ids = resolved.config.diff_ids().map_err(|e| {
+        Failure::new(
+            Exit::Input,
+            format!("the config of `{}` cannot be read", args.image),
+        )
+        .caused_by(e)
+    })?;
+    let mut layers = Vec::new();
+    for (l, diff_id) in resolved.layers().iter().zip(diff_ids) {
+        let parse = |d: &str| {
+            crate::layer::Digest::parse(d).map_err(|e| {
+                Failure::new(
+                    Exit::Input,
+                    format!("`{}` has a malformed layer digest", args.image),
+                )
+                .caused_by(e)
+            })
+        };
+        layers.push(LayerBlob {
+            digest: parse(&l.digest.to_string())?,
+            diff_id: parse(&diff_id.to_string())?,
+            media_type: l.media_type.clone(),
+            path: store.blob_file(&l.digest),
+        });
+    }
+    let image_platform: Platform = resolved
+        .config
+        .platform()
+        .to_string()
+        .parse()
+        .unwrap_or_else(|_| platform.clone());
+    Ok(Image {
+        reference: args.image.clone(),
+        platform: image_platform,
+        config: RunConfig {
+            env: resolved.config.env(),
+            entrypoint: resolved.config.entrypoint(),
+            cmd: resolved.config.cmd(),
+            user: resolved.config.user().unwrap_or_default(),
+            working_dir: resolved.config.working_dir().unwrap_or_default(),
+        },
+        layers,
+    })
 }
 
 /// `error: MESSAGE` / `caused by: ...` lines for a failure reported as data, classified

@@ -52,6 +52,7 @@
 pub mod ast;
 pub mod dockerignore;
 mod flags;
+pub mod glob;
 pub mod instructions;
 mod json;
 pub mod mount;

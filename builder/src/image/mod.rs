@@ -421,7 +421,8 @@ pub trait BlobSource: Send + Sync + std::fmt::Debug {
     fn open(&self, digest: &Digest) -> Result<BlobReader, StoreError>;
     /// Whether the blob is there (with that size).
     fn has(&self, digest: &Digest, size: u64) -> bool;
-    /// The file holding the blob (for streaming it in ranges; verify with [`open`] first).
+    /// The file holding the blob (for streaming it in ranges; check it with [`open`] before
+    /// anything is committed from it).
     ///
     /// [`open`]: BlobSource::open
     fn blob_path(&self, digest: &Digest) -> std::path::PathBuf;

@@ -173,7 +173,7 @@ impl ExtractReport {
 
 /// Entry types rbuild distinguishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum EntryKind {
+pub(crate) enum EntryKind {
     File,
     HardLink,
     Symlink,
@@ -186,17 +186,17 @@ enum EntryKind {
 
 /// One entry's header, with PAX and GNU extensions applied.
 #[derive(Debug, Clone)]
-struct Entry {
-    path: Vec<u8>,
-    link: Vec<u8>,
-    kind: EntryKind,
-    mode: u32,
-    uid: u64,
-    gid: u64,
-    mtime: (i64, i64),
+pub(crate) struct Entry {
+    pub(crate) path: Vec<u8>,
+    pub(crate) link: Vec<u8>,
+    pub(crate) kind: EntryKind,
+    pub(crate) mode: u32,
+    pub(crate) uid: u64,
+    pub(crate) gid: u64,
+    pub(crate) mtime: (i64, i64),
     /// Bytes of data stored in the archive.
-    size: u64,
-    xattrs: Vec<(String, Vec<u8>)>,
+    pub(crate) size: u64,
+    pub(crate) xattrs: Vec<(String, Vec<u8>)>,
     sparse: Option<Sparse>,
 }
 
@@ -208,8 +208,9 @@ struct Sparse {
     segments: Vec<(u64, u64)>,
 }
 
-/// Streaming tar reader over 512-byte blocks.
-struct TarReader<R> {
+/// Streaming tar reader over 512-byte blocks (also used for `COPY` streams and `ADD`
+/// archives by the sandbox's file operations).
+pub(crate) struct TarReader<R> {
     r: R,
     offset: u64,
     /// Data bytes of the current entry not yet read.
@@ -324,7 +325,7 @@ fn pax_time(v: &[u8]) -> Option<(i64, i64)> {
 }
 
 impl<R: Read> TarReader<R> {
-    fn new(r: R) -> Self {
+    pub(crate) fn new(r: R) -> Self {
         TarReader {
             r,
             offset: 0,
@@ -391,7 +392,7 @@ impl<R: Read> TarReader<R> {
     }
 
     /// The next entry, or `None` at the end of the archive.
-    fn next(&mut self) -> Result<Option<Entry>, ExtractError> {
+    pub(crate) fn next(&mut self) -> Result<Option<Entry>, ExtractError> {
         self.skip(self.remaining + self.padding)?;
         self.remaining = 0;
         self.padding = 0;
@@ -663,7 +664,7 @@ impl<R: Read> TarReader<R> {
     }
 
     /// Reads up to `buf.len()` bytes of the current entry's data.
-    fn read_data(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    pub(crate) fn read_data(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let want = usize::try_from(self.remaining.min(buf.len() as u64)).unwrap_or(buf.len());
         if want == 0 {
             return Ok(0);
@@ -690,7 +691,7 @@ fn display(path: &[u8]) -> String {
 }
 
 /// Splits an archive name into plain components; `..` and absolute names are refused.
-fn components(path: &[u8]) -> Result<Vec<OsString>, &'static str> {
+pub(crate) fn components(path: &[u8]) -> Result<Vec<OsString>, &'static str> {
     if path.first() == Some(&b'/') {
         return Err("it is an absolute path");
     }
@@ -707,12 +708,12 @@ fn components(path: &[u8]) -> Result<Vec<OsString>, &'static str> {
 
 /// What to do with an extended attribute from a layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum XattrPolicy {
+pub(crate) enum XattrPolicy {
     Drop,
     Set,
 }
 
-fn xattr_policy(name: &str) -> XattrPolicy {
+pub(crate) fn xattr_policy(name: &str) -> XattrPolicy {
     if name == "security.selinux"
         || name == "security.ima"
         || name == "security.evm"
@@ -967,7 +968,7 @@ fn join_bytes(comps: &[&OsStr]) -> Vec<u8> {
 }
 
 /// Writes an entry's data, sparse-aware.
-fn write_data<R: Read>(
+pub(crate) fn write_data<R: Read>(
     reader: &mut TarReader<R>,
     file: &mut File,
     entry: &Entry,

@@ -3,12 +3,16 @@
 //! This module owns reading layer blobs: recognising their compression, checking their
 //! digests while streaming (the blob's `digest` and the uncompressed `diff_id`), and
 //! [`extract`]ing them into a directory in a way that hostile input cannot escape (see
-//! that module). The layer *diff* (overlay upper dir -> OCI whiteouts) and the streaming
-//! tar + compress + digest writer belong beside it and arrive with the build engine.
+//! that module). It also owns writing them: [`diff`] turns a step's overlay upper
+//! directory into an OCI layer tar (whiteouts, opaque markers, deterministic order), and
+//! [`compress`] hashes, compresses (parallel gzip, zstd) and hashes again in one
+//! streaming pass.
 //!
 //! Nothing here creates namespaces or mounts; file-system operations that must stay
 //! inside a root go through `sandbox::rooted`.
 
+pub mod compress;
+pub mod diff;
 pub mod extract;
 
 use std::fmt;

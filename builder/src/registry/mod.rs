@@ -49,9 +49,11 @@
 //!   asked for is pulled anyway and reported in [`Pulled::mismatches`] (BuildKit builds
 //!   `FROM` such an image with a warning); `rbuild pull` prints a warning.
 //! - Push: `HEAD` skips blobs the registry has; blobs pulled from another repository of the
-//!   same registry are mounted; others are checked against their digest, then uploaded in one
-//!   `PUT`, or in `PATCH` chunks of [`Options::chunk_size`] (at least the registry's
-//!   `OCI-Chunk-Min-Length`). Upload failures: a chunked upload **resumes** on the same
+//!   same registry are mounted; others are uploaded in one `PUT`, or in `PATCH` chunks of
+//!   [`Options::chunk_size`] (at least the registry's `OCI-Chunk-Min-Length`), while a
+//!   blocking thread checks the content against its digest: the one `PUT` and a chunked
+//!   upload's closing `PUT` (what makes the registry keep the blob) wait for the check, and
+//!   a failed check cancels the session and is the error reported. Upload failures: a chunked upload **resumes** on the same
 //!   session from where the registry says it stands (`GET` on the session, `Range:
 //!   0-<last>`); a one-`PUT` upload, or a session the registry lost, **restarts** on a new
 //!   session after cancelling the broken one (`DELETE`), never resending onto a session that
@@ -237,6 +239,45 @@ impl Registry {
             events: &*self.events,
         };
         puller.pull(reference, platforms).await
+    }
+
+    /// Fetches the manifest or index `reference` names (verified against its digest), without
+    /// storing it: its bytes, digest and media type (as the registry sent it). For documents
+    /// that are not images, such as the build cache's.
+    pub async fn fetch_manifest(
+        &self,
+        store: &Store,
+        reference: &ImageRef,
+    ) -> Result<(Vec<u8>, Digest, Option<String>), RegistryError> {
+        let puller = pull::Puller {
+            client: &self.client,
+            store,
+            events: &*self.events,
+        };
+        let r = reference
+            .digest()
+            .map(ToString::to_string)
+            .or_else(|| reference.tag().map(str::to_owned))
+            .unwrap_or_else(|| "latest".to_owned());
+        puller
+            .fetch_manifest(reference, &r, reference.digest())
+            .await
+    }
+
+    /// Downloads one blob of `reference`'s repository into `store` (verified, resumable; a
+    /// no-op when it is stored).
+    pub async fn fetch_blob(
+        &self,
+        store: &Store,
+        reference: &ImageRef,
+        blob: &Descriptor,
+    ) -> Result<(), RegistryError> {
+        let puller = pull::Puller {
+            client: &self.client,
+            store,
+            events: &*self.events,
+        };
+        puller.fetch_blob(reference, blob).await
     }
 
     /// Pushes `root` (a manifest or index in `source`) to `dest`; with `platform`, only that

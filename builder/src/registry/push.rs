@@ -20,6 +20,78 @@ use crate::store::{Digest, StoreError};
 /// Size of one read from a blob file while streaming it to the registry.
 const READ_SIZE: usize = 256 << 10;
 
+/// The check of a blob's content against its digest and size, read on a blocking thread
+/// while the upload runs.
+struct BlobCheck {
+    digest: Digest,
+    size: u64,
+    path: std::path::PathBuf,
+    running: tokio::sync::Mutex<Option<tokio::task::JoinHandle<std::io::Result<u64>>>>,
+}
+
+impl BlobCheck {
+    fn start(
+        mut reader: impl std::io::Read + Send + 'static,
+        path: std::path::PathBuf,
+        desc: &Descriptor,
+    ) -> BlobCheck {
+        let handle =
+            tokio::task::spawn_blocking(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        BlobCheck {
+            digest: desc.digest.clone(),
+            size: desc.size,
+            path,
+            running: tokio::sync::Mutex::new(Some(handle)),
+        }
+    }
+
+    /// After a failed request: the check's error, if it fails (a failed check removes the
+    /// blob, which breaks an upload still reading it; the check's error is the one to
+    /// report then).
+    async fn failure(&self) -> Option<RegistryError> {
+        self.wait().await.err()
+    }
+
+    /// Waits for the check; `Ok` once it passed (also on later calls).
+    async fn wait(&self) -> Result<(), RegistryError> {
+        let mut running = self.running.lock().await;
+        let Some(handle) = running.take() else {
+            // Taken by an earlier wait: it passed (a failure ends the push).
+            return Ok(());
+        };
+        let io = |source: std::io::Error| {
+            RegistryError::Store(StoreError::Io {
+                path: self.path.clone(),
+                source,
+            })
+        };
+        let size = handle
+            .await
+            .map_err(|e| io(std::io::Error::other(e)))?
+            .map_err(|source| {
+                match source
+                    .get_ref()
+                    .and_then(|e| e.downcast_ref::<crate::store::Corrupt>())
+                {
+                    Some(c) => RegistryError::Store(StoreError::DigestMismatch {
+                        expected: c.expected.clone(),
+                        actual: c.actual.clone(),
+                        size: c.size,
+                    }),
+                    None => io(source),
+                }
+            })?;
+        if size != self.size {
+            return Err(RegistryError::Store(StoreError::SizeMismatch {
+                digest: self.digest.clone(),
+                expected: self.size,
+                actual: size,
+            }));
+        }
+        Ok(())
+    }
+}
+
 pub(crate) struct Pusher<'a> {
     pub client: &'a Client,
     pub source: &'a dyn BlobSource,
@@ -339,50 +411,17 @@ impl Pusher<'_> {
             };
             filler.blob(desc).await?;
         }
-        // Never send content that does not match its digest: check it once, up front.
+        // Never let the registry keep content that does not match its digest: the blob is
+        // read and checked while it is being sent, and the request that commits it (the
+        // single `PUT` of a small blob, the closing `PUT` of a chunked upload) waits for
+        // the check; a failed check cancels the upload session instead.
         let path = self.source.blob_path(&desc.digest);
-        {
-            let mut reader = self.source.open(&desc.digest)?;
-            let digest = desc.digest.clone();
-            let size = tokio::task::spawn_blocking(move || {
-                std::io::copy(&mut reader, &mut std::io::sink())
-            })
-            .await
-            .map_err(|e| {
-                RegistryError::Store(StoreError::Io {
-                    path: path.clone(),
-                    source: std::io::Error::other(e),
-                })
-            })?
-            .map_err(|source| {
-                match source
-                    .get_ref()
-                    .and_then(|e| e.downcast_ref::<crate::store::Corrupt>())
-                {
-                    Some(c) => RegistryError::Store(StoreError::DigestMismatch {
-                        expected: c.expected.clone(),
-                        actual: c.actual.clone(),
-                        size: c.size,
-                    }),
-                    None => RegistryError::Store(StoreError::Io {
-                        path: path.clone(),
-                        source,
-                    }),
-                }
-            })?;
-            if size != desc.size {
-                return Err(RegistryError::Store(StoreError::SizeMismatch {
-                    digest,
-                    expected: desc.size,
-                    actual: size,
-                }));
-            }
-        }
+        let check = BlobCheck::start(self.source.open(&desc.digest)?, path.clone(), desc);
         let attempts = 3;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.upload(dest, desc, &path).await {
+            match self.upload(dest, desc, &path, &check).await {
                 Ok(()) => return Ok(()),
                 Err(e) if attempt < attempts && retryable(&e) => {
                     tracing::debug!(digest = %desc.digest, error = %e, "blob upload failed; starting it again");
@@ -398,6 +437,7 @@ impl Pusher<'_> {
         dest: &ImageRef,
         desc: &Descriptor,
         path: &std::path::Path,
+        check: &BlobCheck,
     ) -> Result<(), RegistryError> {
         let host = dest.api_host().to_owned();
         // Mount from the repository the blob was pulled from, when that is on this registry.
@@ -451,12 +491,16 @@ impl Pusher<'_> {
             .unwrap_or(0);
         let chunk = self.client.options.chunk_size.max(min_chunk).max(1);
         let sent = if desc.size > chunk {
-            self.send_chunks(dest, desc, path, location.clone(), chunk)
+            self.send_chunks(dest, desc, path, location.clone(), chunk, check)
                 .await
         } else {
-            self.send_whole(dest, desc, path, &location).await
+            match check.wait().await {
+                Ok(()) => self.send_whole(dest, desc, path, &location).await,
+                Err(e) => Err(e),
+            }
         };
         if let Err(e) = sent {
+            let e = check.failure().await.unwrap_or(e);
             // Cancel the session (best effort) so the registry need not keep its data
             // until it expires; the caller starts a fresh one.
             let call = Call {
@@ -518,6 +562,7 @@ impl Pusher<'_> {
         path: &std::path::Path,
         mut location: String,
         chunk: u64,
+        check: &BlobCheck,
     ) -> Result<(), RegistryError> {
         let access = Access::Push { mount_from: None };
         let policy = self.client.options.retry.clone();
@@ -567,6 +612,9 @@ impl Pusher<'_> {
                 Err(e @ (RegistryError::Connect { .. } | RegistryError::Status { .. })) => e,
                 Err(e) => return Err(e),
             };
+            if let Some(e) = check.failure().await {
+                return Err(e);
+            }
             failures += 1;
             if failures >= policy.attempts {
                 return Err(failed);
@@ -591,6 +639,7 @@ impl Pusher<'_> {
             location = at;
             offset = kept;
         }
+        check.wait().await?;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
         let call = Call {

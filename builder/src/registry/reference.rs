@@ -1,11 +1,13 @@
 //! Image references (`busybox`, `docker.io/library/busybox:1.36`,
 //! `host:port/ns/name@sha256:...`), normalised the way Docker does it.
 //!
-//! The grammar and the Docker Hub rules (a first component without `.` or `:` and other than
-//! `localhost` is a path on `docker.io`; one-component Docker Hub names live under
-//! `library/`; `index.docker.io` is `docker.io`; the default tag is `latest`) come from
-//! `oci-spec`'s parser; this type keeps that crate out of rbuild's API and adds what the
-//! registry client needs (the API host, loopback detection).
+//! The grammar is the distribution spec's (lowercase path components joined by `.`, `_`,
+//! `__` or dashes; tags of up to 128 word characters, dots and dashes; `algorithm:hex`
+//! digests), parsed by hand; the Docker Hub rules are Docker's (a first component without
+//! `.` or `:` and other than `localhost` is a path on `docker.io`; one-component Docker Hub
+//! names live under `library/`; `index.docker.io` is `docker.io`; the default tag is
+//! `latest`). The type adds what the registry client needs (the API host, loopback
+//! detection).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -127,25 +129,163 @@ impl FromStr for ImageRef {
                     .to_owned(),
             ));
         }
-        let parsed: oci_spec::distribution::Reference = s.parse().map_err(|e| {
-            let reason = if s.chars().any(|c| c.is_ascii_uppercase()) {
-                "repository names must be lowercase".to_owned()
-            } else {
-                format!("{e}")
-            };
-            err(reason)
-        })?;
-        let digest = parsed
-            .digest()
-            .map(|d| d.parse::<Digest>().map_err(|e| err(e.to_string())))
-            .transpose()?;
-        Ok(ImageRef {
-            registry: parsed.registry().to_owned(),
-            repository: parsed.repository().to_owned(),
-            tag: parsed.tag().map(str::to_owned),
-            digest,
-        })
+        parse(s).map_err(err)
     }
+}
+
+fn is_alnum_lower(c: u8) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit()
+}
+
+/// One path component: `[a-z0-9]+` runs joined by `.`, `_`, `__` or any number of `-`.
+fn path_component_ok(c: &str) -> bool {
+    let b = c.as_bytes();
+    if b.is_empty() || !is_alnum_lower(b[0]) || !is_alnum_lower(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if is_alnum_lower(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !is_alnum_lower(b[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        if !(sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-')) {
+            return false;
+        }
+    }
+    true
+}
+
+/// A registry host: domain components (`[a-zA-Z0-9]` with inner `-`) joined by `.`, or a
+/// bracketed IPv6 address, with an optional `:port`.
+fn domain_ok(d: &str) -> bool {
+    let (host, port) = if let Some(rest) = d.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((ip, tail)) => {
+                if ip.parse::<std::net::Ipv6Addr>().is_err() {
+                    return false;
+                }
+                // Anything after `]` other than `:port` is invalid: report it as an
+                // empty port, which the check below rejects.
+                let port = match tail.strip_prefix(':') {
+                    Some(p) => Some(p),
+                    None if tail.is_empty() => None,
+                    None => Some(""),
+                };
+                (None, port)
+            }
+            None => return false,
+        }
+    } else {
+        match d.rsplit_once(':') {
+            Some((h, p)) => (Some(h), Some(p)),
+            None => (Some(d), None),
+        }
+    };
+    if let Some(p) = port
+        && (p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return false;
+    }
+    host.is_none_or(|h| {
+        !h.is_empty()
+            && h.split('.').all(|c| {
+                let b = c.as_bytes();
+                !b.is_empty()
+                    && b[0].is_ascii_alphanumeric()
+                    && b[b.len() - 1].is_ascii_alphanumeric()
+                    && b.iter().all(|x| x.is_ascii_alphanumeric() || *x == b'-')
+            })
+    })
+}
+
+/// The reference grammar of the distribution spec, normalised as Docker does (a hand-written
+/// parser: the regular expression it is usually written as costs tens of milliseconds to
+/// compile, once per process, which every `rbuild build` would pay).
+fn parse(s: &str) -> Result<ImageRef, String> {
+    if s.is_empty() {
+        return Err("it is empty".to_owned());
+    }
+    let (rest, digest) = match s.split_once('@') {
+        Some((r, d)) => (r, Some(d)),
+        None => (s, None),
+    };
+    // A tag follows the last `:` after the last `/` (a `:` before it is a port).
+    let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match rest[last_slash..].rfind(':') {
+        Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
+        None => (rest, None),
+    };
+    if let Some(t) = tag {
+        let b = t.as_bytes();
+        let ok = !b.is_empty()
+            && b.len() <= 128
+            && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
+        if !ok {
+            return Err(format!("`{t}` is not a valid tag"));
+        }
+    }
+    let digest = match digest {
+        Some(d) => Some(
+            d.parse::<Digest>()
+                .map_err(|e| format!("`{d}` is not a valid digest: {e}"))?,
+        ),
+        None => None,
+    };
+    if name.is_empty() {
+        return Err("it has no repository name".to_owned());
+    }
+    if name.len() > 255 {
+        return Err("the name is longer than 255 characters".to_owned());
+    }
+    let (domain, remote) = match name.split_once('/') {
+        Some((first, more))
+            if first.contains('.')
+                || first.contains(':')
+                || first == "localhost"
+                || first.starts_with('[') =>
+        {
+            (first.to_owned(), more.to_owned())
+        }
+        _ => ("docker.io".to_owned(), name.to_owned()),
+    };
+    if !domain_ok(&domain) {
+        return Err(format!("`{domain}` is not a valid registry host"));
+    }
+    if remote.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err("repository names must be lowercase".to_owned());
+    }
+    if !remote.split('/').all(path_component_ok) {
+        return Err(format!("`{remote}` is not a valid repository name"));
+    }
+    let domain = if domain == "index.docker.io" {
+        "docker.io".to_owned()
+    } else {
+        domain
+    };
+    let repository = if domain == "docker.io" && !remote.contains('/') {
+        format!("library/{remote}")
+    } else {
+        remote
+    };
+    let tag = match (tag, &digest) {
+        (Some(t), _) => Some(t.to_owned()),
+        (None, None) => Some("latest".to_owned()),
+        (None, Some(_)) => None,
+    };
+    Ok(ImageRef {
+        registry: domain,
+        repository,
+        tag,
+        digest,
+    })
 }
 
 impl fmt::Display for ImageRef {
@@ -204,6 +344,43 @@ mod tests {
         assert!("docker://busybox".parse::<ImageRef>().is_err());
         assert!("a@sha256:abc".parse::<ImageRef>().is_err());
         assert!("".parse::<ImageRef>().is_err());
+    }
+
+    #[test]
+    fn the_grammar_is_the_distribution_specs() {
+        for ok in [
+            "a",
+            "a_b",
+            "a__b",
+            "a---b",
+            "a.b/c-d/e_f",
+            "localhost:5000/x",
+            "my-registry.example.com:443/team/app:v1.2-rc_3",
+            "[::1]:5000/x:tag",
+            "x:_tag",
+        ] {
+            assert!(ok.parse::<ImageRef>().is_ok(), "{ok}");
+        }
+        for bad in [
+            "a_",
+            "-a",
+            "a/_b",
+            "a..b",
+            "a.-b",
+            "a:",
+            "a:.tag",
+            "a:-tag",
+            "a:t@",
+            "host:port/x",
+            "[::1/x",
+            "a/",
+            "/a",
+        ] {
+            assert!(bad.parse::<ImageRef>().is_err(), "{bad}");
+        }
+        assert_eq!(r("x:_tag").tag(), Some("_tag"));
+        assert_eq!(r("localhost/x").repository(), "x");
+        assert_eq!(r("my.io/x").repository(), "x");
     }
 
     #[test]

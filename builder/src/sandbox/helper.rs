@@ -12,8 +12,19 @@
 //!    (or copy the snapshots), the standard mounts and volumes, register qemu in a
 //!    private `binfmt_misc` for a foreign platform;
 //! 5. `unshare(CLONE_NEWPID)` and fork the sandbox's init ([`super::init`]), then
-//!    supervise it: signals, the timeout (which kills the whole PID namespace);
-//! 6. tear down: unmount, remove the run directory, report.
+//!    supervise it: signals, the timeout (which kills the whole PID namespace); a build
+//!    step with file operations performs them here instead ([`super::fileop`]);
+//! 6. a successful build step: unmount, remove what the sandbox created in the upper
+//!    directory, write its layer to descriptor 4 when asked, keep it as a snapshot;
+//! 7. tear down: unmount, remove the run directory, report.
+//!
+//! The helper also answers [`TarJob`]s: the tar of existing snapshots, written from inside
+//! a user namespace with the build's mapping (no other namespace unless layers must be
+//! merged).
+//!
+//! With `--session` the helper does step 2 once and then forks a step helper per request
+//! ([`serve`]), which does the rest as above, inside that user namespace; it replies
+//! before removing its run directory, and the session ends only after all of them.
 
 use std::ffi::OsStr;
 use std::fs::{self, File};
@@ -38,15 +49,17 @@ use nix::unistd::{self, Gid, Pid, Uid};
 
 use super::failure::Fail;
 use super::init::InitReport;
-use super::result::{Fact, Leftover, Reply, Status, StepResult};
+use super::result::{Fact, Leftover, Reply, Status, StepOutput, StepResult, TarReport};
 use super::rooted::Root;
-use super::spec::{IdMapping, MapMethod, Mount, Network, RootfsMode, Spec};
-use super::{mounts, procscan, snapshot, sys};
+use super::spec::{
+    IdMapping, LayerSpec, MapMethod, Mount, Network, RootfsMode, Spec, StepAction, StepSpec, TarJob,
+};
+use super::{fileop, mounts, procscan, snapshot, sys};
 use crate::arch::Execution;
 use crate::layer::{self, Digest, ExtractReport};
 
-/// Entry point of `rbuild sandbox-helper --parent PID`.
-pub(super) fn main(parent: u32) -> ExitCode {
+/// Entry point of `rbuild sandbox-helper --parent PID [--session]`.
+pub(super) fn main(parent: u32, session: bool) -> ExitCode {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     // Directories created implicitly (snapshot parents, mount points) get the usual
     // 0755, whatever the caller's umask; explicit modes are set with chmod anyway.
@@ -62,23 +75,213 @@ pub(super) fn main(parent: u32) -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    let mut sock = UnixStream::from(fd);
+    if session {
+        return serve(UnixStream::from(fd));
+    }
+    // Descriptors 4 (a build step's layer out) and 5 (its copy sources in) are taken now,
+    // before anything else opens a file that could get their numbers.
+    let passed = Passed {
+        diff_out: sys::inherited_fd(4).map(File::from),
+        stream_in: sys::inherited_fd(5).map(File::from),
+    };
+    answer(UnixStream::from(fd), passed, None)
+}
+
+/// Reads one request from `sock`, performs it and writes the reply. `session` is the
+/// mapping of the user namespace this process is already in (a session's step helper).
+fn answer(mut sock: UnixStream, passed: Passed, session: Option<&IdMapping>) -> ExitCode {
+    // A session's helper answers before removing its run directory (its caller does not
+    // wait for it to exit, and the session waits for all its helpers before it ends).
+    let mut later = Later {
+        defer: session.is_some(),
+        dirs: Vec::new(),
+    };
     let mut input = Vec::new();
     let reply = match sock.read_to_end(&mut input) {
         Err(e) => Reply::Failed(Fail::bug("cannot read the sandbox spec").cause(e).0),
-        Ok(_) => match serde_json::from_slice::<Spec>(&input) {
+        Ok(_) => match serde_json::from_slice::<Request>(&input) {
             Err(e) => Reply::Failed(Fail::bug("the sandbox spec is malformed").cause(e).0),
-            Ok(spec) => match run(&spec) {
+            Ok(Request::Run(spec)) => match run(&spec, passed, session, &mut later) {
                 Ok(r) => Reply::Finished(r),
+                Err(f) => Reply::Failed(f.0),
+            },
+            Ok(Request::Tar(job)) => match tar_job(&job, passed, session) {
+                Ok(r) => Reply::Tarred(r),
                 Err(f) => Reply::Failed(f.0),
             },
         },
     };
     let bytes = serde_json::to_vec(&reply).unwrap_or_default();
-    match sock.write_all(&bytes) {
+    tracing::debug!(peak_rss_kb = peak_rss_kb(), "sandbox: helper resources");
+    let code = match sock.write_all(&bytes) {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::from(1),
+    };
+    if !later.dirs.is_empty() {
+        // End of file on the socket and the output pipes: the caller goes on.
+        drop(sock);
+        if let Ok(null) = File::options().write(true).open("/dev/null") {
+            let _ = unistd::dup2_stdout(&null);
+            let _ = unistd::dup2_stderr(&null);
+        }
+        drop(later);
     }
+    code
+}
+
+/// Run directories whose removal waits until the reply is sent (see [`answer`]); they
+/// are unmounted already, so the step's snapshot is final.
+struct Later {
+    defer: bool,
+    dirs: Vec<RunDir>,
+}
+
+impl Later {
+    /// Unmounts `dir` and removes it now, or after the reply when deferring.
+    fn clean(&mut self, mut dir: RunDir) {
+        if self.defer {
+            dir.unmount();
+            self.dirs.push(dir);
+        } else {
+            dir.cleanup();
+        }
+    }
+}
+
+/// A session helper (`--session`): reads an [`IdMapping`] (one length-prefixed frame),
+/// enters a user namespace with it once and answers with `null` or the [`Fail`]; then,
+/// for every message on the socket (a tag and descriptors: the step's socket, stdout,
+/// stderr, and the layer and copy-source pipes the tag announces), forks a step helper
+/// that answers one request inside that user namespace, as a fresh helper would after
+/// mapping. Ends at end of file.
+fn serve(mut ctl: UnixStream) -> ExitCode {
+    let me = unistd::getpid();
+    let ids = match read_frame(&mut ctl)
+        .map_err(|e| Fail::bug("cannot read the session's id mapping").cause(e))
+        .and_then(|b| {
+            serde_json::from_slice::<IdMapping>(&b)
+                .map_err(|e| Fail::bug("the session's id mapping is malformed").cause(e))
+        }) {
+        Ok(ids) => ids,
+        Err(f) => {
+            let _ = write_frame(
+                &mut ctl,
+                &serde_json::to_vec(&Some(f.0)).unwrap_or_default(),
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let entered = enter_user_namespace(&ids, me);
+    let ready = entered.as_ref().err().map(|f| &f.0);
+    if write_frame(&mut ctl, &serde_json::to_vec(&ready).unwrap_or_default()).is_err()
+        || entered.is_err()
+    {
+        return ExitCode::from(1);
+    }
+    sys::reap_children_automatically();
+    loop {
+        let Ok(Some((tag, fds))) = sys::recv_fds(ctl.as_fd()) else {
+            // With SIGCHLD ignored, wait returns once every step helper has ended (run
+            // directories removed) and there is nothing to reap.
+            loop {
+                match nix::sys::wait::wait() {
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(_) => return ExitCode::SUCCESS,
+                }
+            }
+        };
+        match sys::fork() {
+            Ok(sys::Forked::Child) => {
+                drop(ctl);
+                sys::exit_now(session_step(tag, fds, me, &ids));
+            }
+            // On a failed fork the step's socket closes unanswered; its caller reports it.
+            Ok(sys::Forked::Parent(_)) | Err(_) => drop(fds),
+        }
+    }
+}
+
+/// Tag bits of a session message: which optional descriptors follow the three fixed ones.
+pub(super) const SESSION_DIFF_OUT: u8 = 1;
+pub(super) const SESSION_STREAM_IN: u8 = 2;
+
+/// A session's step helper, just forked: takes its descriptors and answers one request.
+fn session_step(tag: u8, fds: Vec<OwnedFd>, session: Pid, ids: &IdMapping) -> i32 {
+    sys::wait_for_children();
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if unistd::getppid() != session {
+        return 1;
+    }
+    let mut fds = fds.into_iter();
+    let (Some(sock), Some(out), Some(err)) = (fds.next(), fds.next(), fds.next()) else {
+        return 1;
+    };
+    if unistd::dup2_stdout(&out).is_err() || unistd::dup2_stderr(&err).is_err() {
+        return 1;
+    }
+    drop((out, err));
+    let diff_out = (tag & SESSION_DIFF_OUT != 0)
+        .then(|| fds.next())
+        .flatten()
+        .map(File::from);
+    let stream_in = (tag & SESSION_STREAM_IN != 0)
+        .then(|| fds.next())
+        .flatten()
+        .map(File::from);
+    let passed = Passed {
+        diff_out,
+        stream_in,
+    };
+    match answer(UnixStream::from(sock), passed, Some(ids)) {
+        c if c == ExitCode::SUCCESS => 0,
+        _ => 1,
+    }
+}
+
+/// Reads a frame: a little-endian `u32` length and that many bytes.
+pub(super) fn read_frame(r: &mut impl Read) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > 16 << 20 {
+        return Err(std::io::Error::other("a frame longer than 16 MiB"));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+/// Writes a frame (see [`read_frame`]).
+pub(super) fn write_frame(w: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
+    let len = u32::try_from(bytes.len()).map_err(std::io::Error::other)?;
+    w.write_all(&len.to_le_bytes())?;
+    w.write_all(bytes)
+}
+
+/// The descriptors a build step may pass besides the socket.
+struct Passed {
+    diff_out: Option<File>,
+    stream_in: Option<File>,
+}
+
+/// What the helper is asked to do.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum Request {
+    Run(Box<Spec>),
+    Tar(TarJob),
+}
+
+/// This process's peak resident set size (`VmHWM`), for the benchmarks' debug log.
+pub(crate) fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn os(e: Errno) -> std::io::Error {
@@ -99,11 +302,8 @@ struct RunDir {
 }
 
 impl RunDir {
-    fn cleanup(&mut self) {
-        if self.done {
-            return;
-        }
-        self.done = true;
+    /// Detaches everything mounted for the run (idempotent).
+    fn unmount(&mut self) {
         let t = Instant::now();
         // One lazy unmount takes a whole subtree; each call costs an RCU grace period, so
         // mounts below one already detached are skipped.
@@ -114,7 +314,17 @@ impl RunDir {
                 detached.push(m);
             }
         }
+        self.mounts.clear();
         tracing::debug!(us = t.elapsed().as_micros(), "sandbox: cleanup unmounted");
+    }
+
+    fn cleanup(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        self.unmount();
+        let t = Instant::now();
         if let Ok(runs) = Root::open(&self.runs).and_then(|r| r.dir()) {
             let _ = runs.remove_all(OsStr::new(&self.id));
         }
@@ -155,9 +365,19 @@ fn mkdir_owned(path: &Path, owner: Option<(u32, u32)>) -> Result<(), Fail> {
 }
 
 /// Applies `spec`: everything from creating the namespaces to tearing them down.
-fn run(spec: &Spec) -> Result<StepResult, Fail> {
+fn run(
+    spec: &Spec,
+    passed: Passed,
+    session: Option<&IdMapping>,
+    later: &mut Later,
+) -> Result<StepResult, Fail> {
     let started = Instant::now();
     let me = unistd::getpid();
+    if session.is_some_and(|ids| *ids != spec.ids) {
+        return Err(Fail::bug(
+            "a session helper got a spec with another id mapping",
+        ));
+    }
     // When container root is not us on the outside (real root mapping to a subordinate
     // range), what we create before entering the namespace must be handed to it.
     let root_outside = (
@@ -168,8 +388,10 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
             .outside_gid(0)
             .ok_or_else(|| Fail::bug("container root group is not mapped"))?,
     );
-    let owner = (root_outside.0 != unistd::geteuid().as_raw()
-        || root_outside.1 != unistd::getegid().as_raw())
+    // (A session's helpers only serve mappings whose root is the caller itself.)
+    let owner = (session.is_none()
+        && (root_outside.0 != unistd::geteuid().as_raw()
+            || root_outside.1 != unistd::getegid().as_raw()))
     .then_some(root_outside);
 
     // 1. Outside: directories, the run lock, the blobs and volume sources.
@@ -211,8 +433,22 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
         .map_err(|e| Fail::host(format!("cannot lock `{}`", run_path.display())).cause(e))?;
     mkdir_owned(&run_path, owner)?;
 
+    // The step's descriptors: its layer goes out on 4, streamed copy sources come in on 5.
+    let (diff_out, stream_in) = if spec.step.is_some() {
+        (passed.diff_out, passed.stream_in)
+    } else {
+        (None, None)
+    };
+    let all_layers: Vec<&LayerSpec> = spec
+        .layers
+        .iter()
+        .chain(spec.step.iter().flat_map(|s| s.trees.iter().flatten()))
+        .collect();
     let mut to_unpack: Vec<(usize, File)> = Vec::new();
-    for (i, l) in spec.layers.iter().enumerate() {
+    for (i, l) in all_layers.iter().enumerate() {
+        if l.dir.is_some() {
+            continue;
+        }
         if !snapshot::snapshot_dir(&snapshots, &l.diff_id).is_dir() {
             let f = File::open(&l.blob).map_err(|e| {
                 Fail::input(format!("cannot open layer `{}`", l.digest))
@@ -252,8 +488,10 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
         us = started.elapsed().as_micros(),
         "sandbox: state prepared"
     );
-    // 2. The user namespace.
-    enter_user_namespace(&spec.ids, me)?;
+    // 2. The user namespace (a session's helper is in it already).
+    if session.is_none() {
+        enter_user_namespace(&spec.ids, me)?;
+    }
 
     tracing::debug!(
         us = started.elapsed().as_micros(),
@@ -302,7 +540,7 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
     let mut report = ExtractReport::default();
     let unpacked: Vec<usize> = to_unpack.iter().map(|(i, _)| *i).collect();
     for (i, blob) in to_unpack {
-        let l = &spec.layers[i];
+        let l = all_layers[i];
         let target = snapshot::snapshot_dir(&snapshots, &l.diff_id);
         let staging = run_path.join(format!("unpack-{i}"));
         let expected = layer::Expected {
@@ -316,8 +554,16 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
         })?;
         report.merge(&r);
     }
-    for (i, l) in spec.layers.iter().enumerate() {
-        if !unpacked.contains(&i) {
+    for (i, l) in all_layers.iter().enumerate() {
+        if l.dir.is_some() {
+            if !snapshot::snapshot_dir(&snapshots, l.snapshot_name()).is_dir() {
+                return Err(Fail::bug(format!(
+                    "the build step snapshot `{}` is missing",
+                    l.snapshot_name()
+                ))
+                .hint("run the build again with `--no-cache`"));
+            }
+        } else if !unpacked.contains(&i) {
             report.merge(&snapshot::cached_report(&snapshot::snapshot_dir(
                 &snapshots, &l.diff_id,
             )));
@@ -328,11 +574,47 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
         spec.ids.mapped(),
     ));
 
-    let lowers: Vec<PathBuf> = spec
-        .layers
-        .iter()
-        .map(|l| snapshot::snapshot_dir(&snapshots, &l.diff_id))
-        .collect();
+    let runs_process = !matches!(
+        spec.step.as_ref().map(|s| &s.action),
+        Some(StepAction::Files { .. })
+    );
+    // The step's source trees (other stages and images), read-only overlays whose
+    // writes (through a `rw` bind mount) go to a scratch upper directory.
+    let mut trees: Vec<PathBuf> = Vec::new();
+    if let Some(step) = &spec.step {
+        for (t, layers) in step.trees.iter().enumerate() {
+            let path = tmp.join(format!("tree-{t}"));
+            mkdir_owned(&path, None)?;
+            let tree_lowers: Vec<PathBuf> = layers
+                .iter()
+                .map(|l| snapshot::snapshot_dir(&snapshots, l.snapshot_name()))
+                .collect();
+            mount_overlay(
+                &tree_lowers,
+                &run_path,
+                &snapshots,
+                &path,
+                &format!("tree-{t}-"),
+            )
+            .map_err(|reason| {
+                Fail::host("cannot mount a source stage of the build step").because(reason)
+            })?;
+            run_dir.mounts.push(path.clone());
+            trees.push(path);
+        }
+    }
+
+    let mut lowers: Vec<PathBuf> = Vec::new();
+    if spec.step.is_some() && runs_process {
+        // Mount points in a lower of their own, below the image, so that mounting them
+        // never adds stubs (or copied-up parents) to the step's changes.
+        lowers.push(make_stubs(&tmp, &spec.mounts, &trees)?);
+    }
+    lowers.extend(
+        spec.layers
+            .iter()
+            .map(|l| snapshot::snapshot_dir(&snapshots, l.snapshot_name())),
+    );
     let mut root = if spec.rootfs == RootfsMode::Copy {
         run_path.join("root")
     } else {
@@ -340,8 +622,15 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
     };
     mkdir_owned(&root, None)?;
     let rootfs = match spec.rootfs {
-        RootfsMode::Overlay => match mount_overlay(&lowers, &run_path, &snapshots, &root) {
+        RootfsMode::Overlay => match mount_overlay(&lowers, &run_path, &snapshots, &root, "") {
             Ok(()) => "overlay",
+            Err(reason) if spec.step.is_some() => {
+                // A build step's changes are its overlay upper directory: no fallback.
+                return Err(Fail::host("cannot mount the build step's overlay")
+                    .because(&reason)
+                    .hint("put rbuild's cache (`--cache-dir`) on a local file system that is not itself overlayfs (ext4, xfs, btrfs, tmpfs), on Linux >= 5.11")
+                    .fact(Fact::OverlayFallback { reason }));
+            }
             Err(reason) => {
                 facts.push(Fact::OverlayFallback { reason });
                 // The copy goes to disk, not to the small private tmpfs.
@@ -363,14 +652,50 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
     };
     run_dir.mounts.push(root.clone());
 
-    let files = tmp.join("files");
-    mkdir_owned(&files, None)?;
     tracing::debug!(
         us = started.elapsed().as_micros(),
         rootfs,
         "sandbox: root file system ready"
     );
-    let created = mounts::apply(&root, &spec.mounts, &files, &volumes)?;
+    if let Some(StepSpec {
+        action: StepAction::Files { ops },
+        ..
+    }) = &spec.step
+    {
+        let merged = Root::open(&root).map_err(|e| Fail::bug("cannot open the root").cause(e))?;
+        let tree_roots = trees
+            .iter()
+            .map(|t| Root::open(t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Fail::bug("cannot open a source tree").cause(e))?;
+        let run_started = Instant::now();
+        fileop::apply(&merged, ops, stream_in, &tree_roots)?;
+        drop((merged, tree_roots));
+        let setup_ms = ms(started.elapsed()) - ms(run_started.elapsed());
+        let run_ms = ms(run_started.elapsed());
+        let teardown_started = Instant::now();
+        let step = finish_step(spec, &mut run_dir, &run_path, &snapshots, &[], diff_out)?;
+        later.clean(run_dir);
+        return Ok(StepResult {
+            status: Status::Exited { code: 0 },
+            killed: Vec::new(),
+            facts,
+            rootfs: rootfs.to_owned(),
+            mountpoints_created: Vec::new(),
+            setup_ms,
+            run_ms,
+            teardown_ms: ms(teardown_started.elapsed()),
+            step,
+        });
+    }
+
+    let files = tmp.join("files");
+    mkdir_owned(&files, None)?;
+    let extra = mounts::Extra {
+        trees: &trees,
+        cache_dir: spec.state_dir.join("cache").join(spec.ids.tag()),
+    };
+    let (created, _cache_locks) = mounts::apply(&root, &spec.mounts, &files, &volumes, &extra)?;
     drop(volumes);
 
     let execution = register_binfmt(spec, &tmp, &mut run_dir)?;
@@ -424,7 +749,24 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
     let init_report: Option<InitReport> = fs::read(&report_path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
-    run_dir.cleanup();
+    let succeeded = timed_out.is_none()
+        && init_report
+            .as_ref()
+            .and_then(|r| r.status.as_ref())
+            .is_some_and(Status::success);
+    let step = if succeeded {
+        finish_step(
+            spec,
+            &mut run_dir,
+            &run_path,
+            &snapshots,
+            &created,
+            diff_out,
+        )?
+    } else {
+        None
+    };
+    later.clean(run_dir);
     tracing::debug!(us = started.elapsed().as_micros(), "sandbox: torn down");
     let teardown_ms = ms(teardown_started.elapsed());
 
@@ -489,7 +831,245 @@ fn run(spec: &Spec) -> Result<StepResult, Fail> {
         setup_ms,
         run_ms,
         teardown_ms,
+        step,
     })
+}
+
+/// The bottom lower of a build step's overlay: every mount point of the step (`/proc`,
+/// `/sys`, `/dev`, `/etc/hosts`, ..., `RUN --mount` targets) with its parents, so that
+/// mounting them creates nothing in the step's upper directory when the image lacks them
+/// (where an image layer hides a stub, the mount point is created in the upper directory
+/// and removed again when the step ends).
+fn make_stubs(tmp: &Path, mounts: &[Mount], trees: &[PathBuf]) -> Result<PathBuf, Fail> {
+    let dir = tmp.join("stubs");
+    let fail = |e: std::io::Error| Fail::host("cannot create the mount-point stubs").cause(e);
+    fs::DirBuilder::new()
+        .mode(0o755)
+        .create(&dir)
+        .map_err(fail)?;
+    for m in mounts {
+        let dest = m.dest();
+        if dest.starts_with("/dev/") {
+            continue;
+        }
+        let is_dir = match m {
+            Mount::Proc { .. }
+            | Mount::Sysfs { .. }
+            | Mount::Tmpfs { .. }
+            | Mount::Devpts { .. }
+            | Mount::Cache { .. } => true,
+            Mount::Device { .. } | Mount::File { .. } => false,
+            Mount::Symlink { .. } => continue,
+            Mount::Bind { source, .. } => source.is_dir(),
+            Mount::Tree { tree, path, .. } => trees
+                .get(*tree)
+                .is_some_and(|t| t.join(path.trim_start_matches('/')).is_dir()),
+        };
+        let rel = dest.trim_start_matches('/');
+        if rel.is_empty() || rel.split('/').any(|c| c == ".." || c == ".") {
+            continue;
+        }
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)
+                .map_err(fail)?;
+        }
+        if is_dir {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(&path)
+                .map_err(fail)?;
+        } else if !path.exists() {
+            File::create(&path).map_err(fail)?;
+        }
+    }
+    Ok(dir)
+}
+
+/// After a build step succeeded: its upper directory, with the mount points the sandbox
+/// created removed, becomes the snapshot the spec names (when it holds anything), and its
+/// layer goes to descriptor 4 when asked for.
+fn finish_step(
+    spec: &Spec,
+    run_dir: &mut RunDir,
+    run_path: &Path,
+    snapshots: &Path,
+    created: &[String],
+    diff_out: Option<File>,
+) -> Result<Option<StepOutput>, Fail> {
+    let Some(step) = &spec.step else {
+        return Ok(None);
+    };
+    // With everything unmounted the upper directory is final.
+    run_dir.unmount();
+    let upper = run_path.join("upper");
+    let exclude: Vec<PathBuf> = created
+        .iter()
+        .map(|c| PathBuf::from(c.trim_start_matches('/')))
+        .collect();
+    if !exclude.is_empty() {
+        // Deepest first; a created directory the step put something into stays.
+        let r = Root::open(&upper)
+            .map_err(|e| Fail::bug("cannot open the step's upper directory").cause(e))?;
+        for rel in exclude.iter().rev() {
+            let comps: Vec<&OsStr> = rel.iter().collect();
+            if let Some((name, parent)) = comps.split_last()
+                && let Ok(d) = r.open_dir(parent)
+            {
+                let _ = d.remove_if_empty(name);
+            }
+        }
+    }
+    let changed = fs::read_dir(&upper)
+        .map_err(|e| Fail::bug("cannot read the step's upper directory").cause(e))?
+        .next()
+        .is_some();
+    let mut entries = 0;
+    let mut diff_written = false;
+    if let (Some(d), Some(out), true) = (step.diff, diff_out, changed) {
+        // What the sandbox created is gone from the upper directory by now (a directory
+        // the step wrote into stays, with the step's files).
+        let opts = layer::diff::DiffOptions {
+            clamp_mtime: d.clamp_mtime,
+            exclude: Vec::new(),
+        };
+        let (w, summary) = layer::diff::write_diff(
+            &upper,
+            std::io::BufWriter::with_capacity(256 << 10, out),
+            &opts,
+        )
+        .map_err(|e| Fail::host("cannot write the step's layer").cause(e))?;
+        w.into_inner()
+            .map_err(|e| Fail::host("cannot write the step's layer").cause(e.into_error()))?;
+        entries = summary.entries;
+        diff_written = true;
+    }
+    if changed {
+        let target = snapshots.join(&step.keep);
+        match fs::rename(&upper, &target) {
+            Ok(()) => {}
+            // The same step finished meanwhile in another build; theirs is as good.
+            Err(_) if target.is_dir() => {}
+            Err(e) => {
+                return Err(Fail::host(format!(
+                    "cannot keep the step's snapshot `{}`",
+                    target.display()
+                ))
+                .cause(e));
+            }
+        }
+    }
+    Ok(Some(StepOutput {
+        changed,
+        diff_written,
+        entries,
+    }))
+}
+
+/// A [`TarJob`]: one snapshot's layer, or the merged file system of several, as a tar on
+/// descriptor 4, written from inside a user namespace with the build's mapping.
+fn tar_job(job: &TarJob, passed: Passed, session: Option<&IdMapping>) -> Result<TarReport, Fail> {
+    let me = unistd::getpid();
+    if session.is_some_and(|ids| *ids != job.ids) {
+        return Err(Fail::bug(
+            "a session helper got a tar job with another id mapping",
+        ));
+    }
+    let out = passed
+        .diff_out
+        .ok_or_else(|| Fail::bug("a tar job has no output (descriptor 4)"))?;
+    let snapshots = job.state_dir.join("snapshots").join(job.ids.tag());
+    let mut blobs: Vec<(usize, File)> = Vec::new();
+    for (i, l) in job.layers.iter().enumerate() {
+        if l.dir.is_none() && !snapshot::snapshot_dir(&snapshots, &l.diff_id).is_dir() {
+            let f = File::open(&l.blob)
+                .map_err(|e| Fail::input(format!("cannot open layer `{}`", l.digest)).cause(e))?;
+            blobs.push((i, f));
+        }
+    }
+    if session.is_none() {
+        enter_user_namespace(&job.ids, me)?;
+    }
+    let opts = layer::diff::DiffOptions {
+        clamp_mtime: job.diff.clamp_mtime,
+        exclude: Vec::new(),
+    };
+    let write = |dir: &Path| -> Result<TarReport, Fail> {
+        let (w, summary) = layer::diff::write_diff(
+            dir,
+            std::io::BufWriter::with_capacity(256 << 10, &out),
+            &opts,
+        )
+        .map_err(|e| Fail::host("cannot write the tar").cause(e))?;
+        w.into_inner()
+            .map_err(|e| Fail::host("cannot write the tar").cause(e.into_error()))?;
+        Ok(TarReport {
+            entries: summary.entries,
+        })
+    };
+    if let [one] = job.layers.as_slice()
+        && blobs.is_empty()
+    {
+        return write(&snapshot::snapshot_dir(&snapshots, one.snapshot_name()));
+    }
+    // Several layers (or one not unpacked yet): unpack what is missing and mount them.
+    unshare(CloneFlags::CLONE_NEWNS)
+        .map_err(|e| Fail::host("cannot create a mount namespace").cause(os(e)))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| Fail::host("cannot make the mounts private").cause(os(e)))?;
+    let runs = job.state_dir.join("runs");
+    mkdir_owned(&runs, None)?;
+    let id = format!("{}-tar", me.as_raw());
+    let run_path = runs.join(&id);
+    let _ = fs::remove_dir_all(&run_path);
+    mkdir_owned(&run_path, None)?;
+    let mut run_dir = RunDir {
+        runs,
+        id,
+        lock: File::open(&run_path)
+            .map_err(|e| Fail::host(format!("cannot open `{}`", run_path.display())).cause(e))?,
+        mounts: Vec::new(),
+        done: false,
+    };
+    let _ = run_dir.lock.lock();
+    for (i, blob) in blobs {
+        let l = &job.layers[i];
+        let target = snapshot::snapshot_dir(&snapshots, &l.diff_id);
+        let expected = layer::Expected {
+            digest: Digest::parse(&l.digest).ok(),
+            diff_id: Digest::parse(&l.diff_id).ok(),
+        };
+        snapshot::unpack(
+            blob,
+            &expected,
+            &run_path.join(format!("unpack-{i}")),
+            &target,
+        )
+        .map_err(|e| Fail::input(format!("cannot unpack layer `{}`", l.digest)).cause(e))?;
+    }
+    let lowers: Vec<PathBuf> = job
+        .layers
+        .iter()
+        .map(|l| snapshot::snapshot_dir(&snapshots, l.snapshot_name()))
+        .collect();
+    let merged = run_path.join("merged");
+    mkdir_owned(&merged, None)?;
+    mount_overlay(&lowers, &run_path, &snapshots, &merged, "")
+        .map_err(|reason| Fail::host("cannot mount the image's layers").because(reason))?;
+    run_dir.mounts.push(merged.clone());
+    let r = write(&merged);
+    run_dir.cleanup();
+    r
 }
 
 fn ms(d: Duration) -> u64 {
@@ -669,9 +1249,10 @@ fn mount_overlay(
     run: &Path,
     snapshots: &Path,
     root: &Path,
+    prefix: &str,
 ) -> Result<(), String> {
-    let upper = run.join("upper");
-    let work = run.join("work");
+    let upper = run.join(format!("{prefix}upper"));
+    let work = run.join(format!("{prefix}work"));
     for d in [&upper, &work] {
         fs::create_dir(d).map_err(|e| format!("cannot create `{}`: {e}", d.display()))?;
     }
@@ -680,19 +1261,28 @@ fn mount_overlay(
     let mut names: Vec<String> = lowers
         .iter()
         .rev()
-        .map(|p| {
-            p.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
+        .map(|p| match p.strip_prefix(snapshots) {
+            Ok(rel) if rel.components().count() == 1 => rel.to_string_lossy().into_owned(),
+            _ => p.display().to_string(),
         })
         .collect();
+    if names.len() < 2 && !prefix.is_empty() {
+        // Source trees: at least two lowers keep whiteouts and opaque markers of a
+        // single layer from showing.
+        let empty = run.join(format!("{prefix}empty"));
+        fs::create_dir(&empty).map_err(|e| format!("cannot create `{}`: {e}", empty.display()))?;
+        names.push(empty.display().to_string());
+    }
     if names.is_empty() {
         let empty = run.join("empty");
         fs::create_dir(&empty).map_err(|e| format!("cannot create `{}`: {e}", empty.display()))?;
         names.push(empty.display().to_string());
     }
+    // `volatile`: no sync of the whole upper file system when the overlay is unmounted
+    // (after every step) and no-op fsyncs inside; the snapshot is as durable as the rest
+    // of the cache (blobs and records are not fsynced either).
     let opts = format!(
-        "lowerdir={},upperdir={},workdir={},userxattr",
+        "lowerdir={},upperdir={},workdir={},userxattr,volatile",
         names.join(":"),
         upper.display(),
         work.display()
@@ -756,6 +1346,11 @@ fn register_binfmt(spec: &Spec, run: &Path, run_dir: &mut RunDir) -> Result<Exec
             run_dir.mounts.push(dir.clone());
             match fs::write(dir.join("register"), &registration.line) {
                 Ok(()) => return Ok(spec.execution.clone()),
+                // The user namespace's instance has it already: a session's earlier step
+                // (the instance belongs to the user namespace, not to the mount).
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    return Ok(spec.execution.clone());
+                }
                 Err(e) => format!(
                     "registering `{}` from `{}` failed: {e}",
                     registration.name,

@@ -19,19 +19,35 @@
 //!   ports); the helper unmounts and removes the run directory and returns a
 //!   [`result::StepResult`] with structured [`result::Fact`]s carrying failure-cause ids.
 //!
-//! Images come in through the [`source::ImageSource`] seam (today OCI layouts; the
-//! registry client plugs in there). Identity mapping rules: [`spec::choose_ids`].
+//! **Build steps** (`rbuild build`, [`run_step`]) are runs with a [`spec::StepSpec`]: the
+//! step's mount points live in a lower directory of their own below the image (so they
+//! never become part of the step's changes), the helper either runs the process or
+//! performs [`fileop`]'s file operations itself (`COPY`, `ADD`, `WORKDIR`), and on success
+//! keeps the overlay's upper directory as a snapshot (the next step's lower) and streams
+//! its OCI layer tar (`layer::diff`) on descriptor 4; copy sources come in as a tar on
+//! descriptor 5, other stages as read-only source trees. [`tar_layers`] writes the layer of
+//! a kept snapshot later, or the merged file system of several.
+//! A build starts its helpers through [`Sessions`]: one session helper per id mapping
+//! enters the user namespace once and forks a step helper into it for each step
+//! (`session.rs`), instead of an exec and an id-mapping round trip per step.
+//!
+//! Images come in through the [`source::ImageSource`] seam (OCI layouts; `rbuild run`
+//! resolves registry references through the content store into the same
+//! [`source::Image`]). Identity mapping rules: [`spec::choose_ids`].
 //! Architecture invariant: nothing outlives a run (processes, mounts, run directories);
 //! the end-to-end tests check `/proc/*/mountinfo`, the process table and the state
 //! directory after each run.
 
 mod failure;
+pub mod fileop;
 mod helper;
 mod init;
 mod mounts;
 pub mod procscan;
 pub mod result;
 pub mod rooted;
+mod session;
+pub use session::Sessions;
 pub mod snapshot;
 pub mod source;
 pub mod spec;
@@ -52,9 +68,9 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 
 use crate::arch::{self, BinfmtFacts, NotRunnable, Platform};
-use result::{SetupFailure, StepResult};
+use result::{SetupFailure, StepResult, TarReport};
 use source::Image;
-use spec::{IdError, IdFacts, Mount, Network, Process, RootfsMode, Spec};
+use spec::{IdError, IdFacts, Mount, Network, Process, RootfsMode, Spec, TarJob};
 
 /// The name of the hidden subcommand the helper runs as.
 pub const HELPER_SUBCOMMAND: &str = "sandbox-helper";
@@ -178,6 +194,7 @@ pub fn plan(image: &Image, opts: &RunOptions, host: &HostFacts) -> Result<Spec, 
                 digest: l.digest.to_string(),
                 diff_id: l.diff_id.to_string(),
                 blob: l.path.clone(),
+                dir: None,
             })
             .collect(),
         rootfs: opts.rootfs,
@@ -202,6 +219,41 @@ pub fn plan(image: &Image, opts: &RunOptions, host: &HostFacts) -> Result<Spec, 
             .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
         ids,
         facts,
+        step: None,
+    })
+}
+
+/// Computes the spec of a build step that only performs file operations
+/// ([`spec::StepAction::Files`]): no process, no emulator, no mounts besides the root.
+pub fn plan_files(
+    host: &HostFacts,
+    state_dir: &std::path::Path,
+    platform: &Platform,
+    layers: Vec<spec::LayerSpec>,
+    step: spec::StepSpec,
+) -> Result<Spec, PlanError> {
+    let (ids, facts) = spec::choose_ids(&host.ids).map_err(PlanError::Ids)?;
+    Ok(Spec {
+        state_dir: state_dir.to_path_buf(),
+        ids,
+        layers,
+        rootfs: RootfsMode::Overlay,
+        mounts: Vec::new(),
+        hostname: DEFAULT_HOSTNAME.to_owned(),
+        network: Network::Host,
+        process: Process {
+            argv: Vec::new(),
+            env: Vec::new(),
+            cwd: "/".to_owned(),
+            user: String::new(),
+            umask: 0o022,
+            raise_nofile: false,
+        },
+        platform: platform.clone(),
+        execution: arch::Execution::Native,
+        timeout_ms: None,
+        facts,
+        step: Some(step),
     })
 }
 
@@ -214,6 +266,8 @@ pub enum SandboxError {
     NoReply(String),
     #[error("{}", .0.message)]
     Setup(SetupFailure),
+    #[error("cannot store the step's layer")]
+    Layer(#[source] std::io::Error),
 }
 
 /// Runs `spec` in a fresh sandbox and waits for it.
@@ -314,6 +368,7 @@ fn run_inner(spec: &Spec, foreground: bool) -> Result<StepResult, SandboxError> 
     match serde_json::from_slice::<result::Reply>(&reply) {
         Ok(result::Reply::Finished(r)) => Ok(r),
         Ok(result::Reply::Failed(f)) => Err(SandboxError::Setup(f)),
+        Ok(result::Reply::Tarred(_)) => Err(SandboxError::NoReply("an unexpected reply".into())),
         Err(_) => Err(SandboxError::NoReply(match status {
             Ok(s) => s.to_string(),
             Err(e) => e.to_string(),
@@ -321,9 +376,212 @@ fn run_inner(spec: &Spec, foreground: bool) -> Result<StepResult, SandboxError> 
     }
 }
 
+/// Which output stream of a step's command a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// The descriptors of a build step besides its socket, and who serves them. Each
+/// callback runs on a thread of its own while the step runs.
+pub struct StepIo<'a> {
+    /// Receives the command's output (stdout and stderr of the helper and everything it
+    /// starts) as it comes.
+    pub output: &'a (dyn Fn(OutputStream, &[u8]) + Sync),
+    /// Writes the streamed copy sources (the helper's descriptor 5).
+    pub input: Option<Box<dyn FnOnce(std::fs::File) -> std::io::Result<()> + Send + 'a>>,
+    /// Reads the step's layer as the helper writes it (its descriptor 4), to the end.
+    pub layer: Option<Box<dyn FnOnce(std::fs::File) -> std::io::Result<()> + Send + 'a>>,
+}
+
+impl std::fmt::Debug for StepIo<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepIo")
+            .field("input", &self.input.is_some())
+            .field("layer", &self.layer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs a build step (`spec.step` set) in a fresh sandbox and waits for it, serving its
+/// descriptors with `io` meanwhile. Like [`run`], call it from a thread that lives until
+/// it returns.
+pub fn run_step(spec: &Spec, io: StepIo<'_>) -> Result<StepResult, SandboxError> {
+    run_step_in(spec, io, None)
+}
+
+fn run_step_in(
+    spec: &Spec,
+    io: StepIo<'_>,
+    session: Option<&session::Session>,
+) -> Result<StepResult, SandboxError> {
+    let payload = serde_json::to_vec(spec).map_err(|e| SandboxError::NoReply(e.to_string()))?;
+    match exchange(&payload, io, session)? {
+        result::Reply::Finished(r) => Ok(r),
+        result::Reply::Failed(f) => Err(SandboxError::Setup(f)),
+        result::Reply::Tarred(_) => Err(SandboxError::NoReply("an unexpected reply".into())),
+    }
+}
+
+/// Writes the tar of `job`'s layers (one snapshot's changes, or the merged file system of
+/// several) to `out`, from a helper in a user namespace with the job's mapping.
+pub fn tar_layers(
+    job: &TarJob,
+    out: Box<dyn FnOnce(std::fs::File) -> std::io::Result<()> + Send + '_>,
+) -> Result<TarReport, SandboxError> {
+    tar_layers_in(job, out, None)
+}
+
+fn tar_layers_in(
+    job: &TarJob,
+    out: Box<dyn FnOnce(std::fs::File) -> std::io::Result<()> + Send + '_>,
+    session: Option<&session::Session>,
+) -> Result<TarReport, SandboxError> {
+    let payload = serde_json::to_vec(job).map_err(|e| SandboxError::NoReply(e.to_string()))?;
+    let quiet = |_: OutputStream, _: &[u8]| {};
+    let io = StepIo {
+        output: &quiet,
+        input: None,
+        layer: Some(out),
+    };
+    match exchange(&payload, io, session)? {
+        result::Reply::Tarred(r) => Ok(r),
+        result::Reply::Failed(f) => Err(SandboxError::Setup(f)),
+        result::Reply::Finished(_) => Err(SandboxError::NoReply("an unexpected reply".into())),
+    }
+}
+
+fn pipe() -> Result<(std::fs::File, std::fs::File), SandboxError> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| SandboxError::Spawn(e.into()))?;
+    Ok((std::fs::File::from(r), std::fs::File::from(w)))
+}
+
+/// Starts a helper with `payload` on its socket and `io` on its other descriptors, and
+/// returns its reply once it has ended and every descriptor is drained. With a
+/// `session`, the helper is forked by the session's helper inside its user namespace
+/// instead of exec'd.
+fn exchange(
+    payload: &[u8],
+    io: StepIo<'_>,
+    session: Option<&session::Session>,
+) -> Result<result::Reply, SandboxError> {
+    let (mut ours, theirs) = UnixStream::pair().map_err(SandboxError::Spawn)?;
+    let layer_pipe = io.layer.as_ref().map(|_| pipe()).transpose()?;
+    let input_pipe = io.input.as_ref().map(|_| pipe()).transpose()?;
+    let (mut child, stdout, stderr): (
+        Option<std::process::Child>,
+        Box<dyn Read + Send>,
+        Box<dyn Read + Send>,
+    ) = if let Some(session) = session {
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        session.launch(
+            theirs.as_fd(),
+            out_w.as_fd(),
+            err_w.as_fd(),
+            layer_pipe.as_ref().map(|(_, w)| w.as_fd()),
+            input_pipe.as_ref().map(|(r, _)| r.as_fd()),
+        )?;
+        (None, Box::new(out_r), Box::new(err_r))
+    } else {
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.arg(HELPER_SUBCOMMAND)
+            .arg("--parent")
+            .arg(std::process::id().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut fds = vec![(theirs.as_raw_fd(), 3)];
+        if let Some((_, w)) = &layer_pipe {
+            fds.push((w.as_raw_fd(), 4));
+        }
+        if let Some((r, _)) = &input_pipe {
+            fds.push((r.as_raw_fd(), 5));
+        }
+        sys::pass_fds(&mut cmd, &fds);
+        let mut child = cmd.spawn().map_err(SandboxError::Spawn)?;
+        let (Some(o), Some(e)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err(SandboxError::NoReply(
+                "the helper's output is not piped".into(),
+            ));
+        };
+        (Some(child), Box::new(o), Box::new(e))
+    };
+    drop(theirs);
+    let layer_r = layer_pipe.map(|(r, _w)| r);
+    let input_w = input_pipe.map(|(_r, w)| w);
+    let output = io.output;
+    let mut reply = Vec::new();
+    let status = std::thread::scope(|s| {
+        let pump = |mut from: Box<dyn Read + Send>, which: OutputStream| {
+            move || {
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    match from.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => output(which, &buf[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => break,
+                    }
+                }
+            }
+        };
+        let pumps = [
+            s.spawn(pump(stdout, OutputStream::Stdout)),
+            s.spawn(pump(stderr, OutputStream::Stderr)),
+        ];
+        let input = io.input.zip(input_w).map(|(f, w)| s.spawn(move || f(w)));
+        let layer = io.layer.zip(layer_r).map(|(f, r)| s.spawn(move || f(r)));
+        let sent = ours
+            .write_all(payload)
+            .and_then(|()| ours.shutdown(std::net::Shutdown::Write));
+        if sent.is_ok() {
+            let _ = ours.read_to_end(&mut reply);
+        }
+        let status = match child.as_mut() {
+            Some(c) => c.wait().map(|s| s.to_string()),
+            // A session's helper is reaped by the session; its socket closing is its end.
+            None => Ok("its socket closed".to_owned()),
+        };
+        // The input writer ends when the helper closes its side (by reading to the end,
+        // or by exiting); its error is moot if the helper failed, which the reply says.
+        if let Some(h) = input {
+            let _ = h.join();
+        }
+        for p in pumps {
+            let _ = p.join();
+        }
+        let layer_result = layer.map(std::thread::ScopedJoinHandle::join);
+        (status, layer_result)
+    });
+    let (status, layer_result) = status;
+    if let Some(Ok(Err(e))) = layer_result {
+        // The helper finished but its layer could not be taken in.
+        if matches!(
+            serde_json::from_slice::<result::Reply>(&reply),
+            Ok(result::Reply::Finished(_) | result::Reply::Tarred(_))
+        ) {
+            return Err(SandboxError::Layer(e));
+        }
+    }
+    serde_json::from_slice::<result::Reply>(&reply).map_err(|_| {
+        SandboxError::NoReply(match status {
+            Ok(s) => s,
+            Err(e) => e.to_string(),
+        })
+    })
+}
+
+/// This process's peak resident set size in KiB (`VmHWM`), for benchmarks.
+pub fn peak_rss_kb() -> u64 {
+    helper::peak_rss_kb()
+}
+
 /// Entry point of the hidden `rbuild sandbox-helper` subcommand.
-pub fn helper_main(parent: u32) -> ExitCode {
-    helper::main(parent)
+pub fn helper_main(parent: u32, session: bool) -> ExitCode {
+    helper::main(parent, session)
 }
 
 /// Executes a probe binary (see `arch`) and says whether it ran successfully.

@@ -15,9 +15,19 @@ use nix::mount::{MsFlags, mount};
 use nix::sys::statvfs::{FsFlags, statvfs};
 
 use super::failure::Fail;
-use super::rooted::{Kind, Root};
+use super::rooted::{self, Kind, Root};
 use super::spec::Mount;
 use super::sys;
+
+/// What build steps' mounts need besides the root: the mounted source trees and where
+/// cache mounts live.
+#[derive(Debug)]
+pub(super) struct Extra<'a> {
+    /// Mounted source trees, by index ([`Mount::Tree`]).
+    pub(super) trees: &'a [std::path::PathBuf],
+    /// `<state>/cache/<mapping>`: the directories of [`Mount::Cache`].
+    pub(super) cache_dir: std::path::PathBuf,
+}
 
 /// What a mount target must be.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -35,8 +45,9 @@ fn comps(dest: &str) -> Vec<&OsStr> {
 }
 
 /// Opens (creating it when missing) the target `dest` inside `root`. Returns the target
-/// and whether rbuild created it (so a layer diff can leave it out).
-fn target(root: &Root, dest: &str, want: Want) -> Result<(OwnedFd, bool), Fail> {
+/// and what rbuild created for it, parents first (so a build step can remove them from
+/// its changes).
+fn target(root: &Root, dest: &str, want: Want) -> Result<(OwnedFd, Vec<String>), Fail> {
     let c = comps(dest);
     let Some((name, parent)) = c.split_last() else {
         return Err(Fail::bug(format!("mount destination `{dest}` is the root")));
@@ -47,6 +58,23 @@ fn target(root: &Root, dest: &str, want: Want) -> Result<(OwnedFd, bool), Fail> 
         ))
         .cause(e)
     };
+    let mut made = Vec::new();
+    for i in 0..parent.len() {
+        if root
+            .open_dir(&parent[..=i])
+            .is_err_and(|e| e.raw_os_error() == Some(libc::ENOENT))
+        {
+            for j in i..parent.len() {
+                let mut p = String::new();
+                for c in &parent[..=j] {
+                    p.push('/');
+                    p.push_str(&c.to_string_lossy());
+                }
+                made.push(p);
+            }
+            break;
+        }
+    }
     let dir = root.make_dirs(parent, 0o755).map_err(fail)?;
     let kind = dir.kind(name).map_err(fail)?;
     let created = match (kind, want) {
@@ -65,7 +93,10 @@ fn target(root: &Root, dest: &str, want: Want) -> Result<(OwnedFd, bool), Fail> 
             Want::File => drop(dir.create_file(name).map_err(fail)?),
         }
     }
-    Ok((dir.open_path(name).map_err(fail)?, created))
+    if created {
+        made.push(dest.to_owned());
+    }
+    Ok((dir.open_path(name).map_err(fail)?, made))
 }
 
 fn do_mount(
@@ -123,16 +154,19 @@ fn readonly(root: &Root, dest: &str, source: &Path, what: &str) -> Result<(), Fa
 /// `files_dir` receives the contents of `File` mounts; `volumes` holds an `O_PATH`
 /// entry per `Bind` mount, in order: a detached mount tree cloned before entering the user
 /// namespace (when rbuild could), else `None` and the source is bound by path.
-/// Returns the mount points rbuild had to create in the image.
+/// Returns the mount points rbuild had to create in the image, and the locks of
+/// `sharing=locked` cache mounts (held until the run ends).
 pub(super) fn apply(
     root_path: &Path,
     mounts: &[Mount],
     files_dir: &Path,
     volumes: &[Option<OwnedFd>],
-) -> Result<Vec<String>, Fail> {
+    extra: &Extra<'_>,
+) -> Result<(Vec<String>, Vec<File>), Fail> {
     let root =
         Root::open(root_path).map_err(|e| Fail::bug("cannot open the sandbox's root").cause(e))?;
     let mut created = Vec::new();
+    let mut locks = Vec::new();
     let mut volumes = volumes.iter();
     let nosuid_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     for (i, m) in mounts.iter().enumerate() {
@@ -140,9 +174,9 @@ pub(super) fn apply(
         // Mount points under /dev live in the sandbox's own tmpfs; only report those
         // created in the image itself.
         let in_image = !dest.starts_with("/dev/");
-        let mut note = |was_created: bool| {
-            if was_created && in_image {
-                created.push(dest.to_owned());
+        let mut note = |made: Vec<String>| {
+            if in_image {
+                created.extend(made);
             }
         };
         match m {
@@ -237,14 +271,30 @@ pub(super) fn apply(
                 let existed = dir.kind(name).map_err(fail)?.is_some();
                 dir.remove_all(name).map_err(fail)?;
                 dir.symlink(name, OsStr::new(to)).map_err(fail)?;
-                note(!existed);
+                note(if existed {
+                    Vec::new()
+                } else {
+                    vec![dest.clone()]
+                });
             }
-            Mount::File { dest, contents } => {
+            Mount::File {
+                dest,
+                contents,
+                perm,
+            } => {
                 let src = files_dir.join(i.to_string());
                 let mut f = File::create(&src)
                     .map_err(|e| Fail::bug(format!("cannot write `{}`", src.display())).cause(e))?;
                 f.write_all(contents.as_bytes())
                     .map_err(|e| Fail::bug(format!("cannot write `{}`", src.display())).cause(e))?;
+                if let Some(p) = perm {
+                    rooted::fchown(&f, p.uid, p.gid).map_err(|e| {
+                        Fail::input(format!("cannot give `{dest}` to {}:{}", p.uid, p.gid)).cause(e)
+                    })?;
+                    rooted::fchmod(&f, p.mode).map_err(|e| {
+                        Fail::bug(format!("cannot set the mode of `{dest}`")).cause(e)
+                    })?;
+                }
                 drop(f);
                 let (t, c) = target(&root, dest, Want::File)?;
                 note(c);
@@ -290,7 +340,88 @@ pub(super) fn apply(
                     readonly(&root, dest, source, &format!("`{dest}`"))?;
                 }
             }
+            Mount::Tree {
+                tree,
+                path,
+                dest,
+                readonly: ro,
+            } => {
+                let base = extra
+                    .trees
+                    .get(*tree)
+                    .ok_or_else(|| Fail::bug(format!("source tree {tree} is not mounted")))?;
+                let t = Root::open(base)
+                    .map_err(|e| Fail::bug("cannot open a source tree").cause(e))?;
+                let source = t.open_entry(&comps(path)).map_err(|e| {
+                    Fail::input(format!(
+                        "`RUN --mount` source `{path}` does not exist in the stage it is mounted from"
+                    ))
+                    .cause(e)
+                })?;
+                let source_path = sys::fd_path(source.as_raw_fd());
+                let is_dir = std::fs::metadata(&source_path).is_ok_and(|m| m.is_dir());
+                let (t, c) = target(&root, dest, if is_dir { Want::Dir } else { Want::File })?;
+                note(c);
+                do_mount(
+                    Some(&source_path),
+                    &t,
+                    None,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None,
+                    &format!("`{path}` at `{dest}`"),
+                )?;
+                if *ro {
+                    readonly(&root, dest, base, &format!("`{dest}`"))?;
+                }
+            }
+            Mount::Cache {
+                id,
+                dest,
+                perm,
+                locked,
+            } => {
+                let dir = extra.cache_dir.join(id);
+                if !dir.is_dir() {
+                    let fail = |e: std::io::Error| {
+                        Fail::host(format!("cannot create the cache mount `{}`", dir.display()))
+                            .cause(e)
+                    };
+                    std::fs::create_dir_all(&extra.cache_dir).map_err(fail)?;
+                    let staging = extra
+                        .cache_dir
+                        .join(format!(".{id}.{}", std::process::id()));
+                    let _ = std::fs::remove_dir_all(&staging);
+                    std::fs::create_dir(&staging).map_err(fail)?;
+                    let f = File::open(&staging).map_err(fail)?;
+                    rooted::fchown(&f, perm.uid, perm.gid).map_err(fail)?;
+                    rooted::fchmod(&f, perm.mode).map_err(fail)?;
+                    if std::fs::rename(&staging, &dir).is_err() {
+                        let _ = std::fs::remove_dir(&staging);
+                    }
+                }
+                if *locked {
+                    let lock = File::open(&dir).map_err(|e| {
+                        Fail::host(format!("cannot open the cache mount `{}`", dir.display()))
+                            .cause(e)
+                    })?;
+                    lock.lock().map_err(|e| {
+                        Fail::host(format!("cannot lock the cache mount `{}`", dir.display()))
+                            .cause(e)
+                    })?;
+                    locks.push(lock);
+                }
+                let (t, c) = target(&root, dest, Want::Dir)?;
+                note(c);
+                do_mount(
+                    Some(&dir),
+                    &t,
+                    None,
+                    MsFlags::MS_BIND,
+                    None,
+                    &format!("the cache at `{dest}`"),
+                )?;
+            }
         }
     }
-    Ok(created)
+    Ok((created, locks))
 }

@@ -102,6 +102,27 @@ pub struct StepResult {
     pub setup_ms: u64,
     pub run_ms: u64,
     pub teardown_ms: u64,
+    /// What a successful build step left (`None` for plain runs and failed steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepOutput>,
+}
+
+/// What a successful build step changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepOutput {
+    /// The step changed the file system (its snapshot was kept); otherwise it makes no
+    /// layer.
+    pub changed: bool,
+    /// Its layer was written to descriptor 4.
+    pub diff_written: bool,
+    /// Entries in that layer.
+    pub entries: u64,
+}
+
+/// What a tar job wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TarReport {
+    pub entries: u64,
 }
 
 /// Why a sandbox could not be set up, classified at the source.
@@ -134,6 +155,7 @@ pub enum FailureClass {
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum Reply {
     Finished(StepResult),
+    Tarred(TarReport),
     Failed(SetupFailure),
 }
 

@@ -217,6 +217,22 @@ impl Dir {
         }
     }
 
+    /// Removes `name` when it is an empty directory or not a directory; a directory with
+    /// something in it stays (`Ok(false)`).
+    pub fn remove_if_empty(&self, name: &OsStr) -> io::Result<bool> {
+        match self.kind(name)? {
+            None => Ok(true),
+            Some(Kind::Dir) => match unistd::unlinkat(&self.fd, name, UnlinkatFlags::RemoveDir) {
+                Ok(()) => Ok(true),
+                Err(Errno::ENOTEMPTY | Errno::EEXIST) => Ok(false),
+                Err(e) => Err(errno(e)),
+            },
+            Some(_) => unistd::unlinkat(&self.fd, name, UnlinkatFlags::NoRemoveDir)
+                .map(|()| true)
+                .map_err(errno),
+        }
+    }
+
     /// Names in this directory (without `.` and `..`).
     pub fn list(&self) -> io::Result<Vec<OsString>> {
         // Reading through the descriptor's magic link lists this very directory.

@@ -34,6 +34,60 @@ pub struct Spec {
     pub timeout_ms: Option<u64>,
     /// Facts found while computing the spec, reported with the result.
     pub facts: Vec<Fact>,
+    /// A build step (`rbuild build`): what the helper does besides or instead of running
+    /// `process`, and what it keeps afterwards. `None` for `rbuild run`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepSpec>,
+}
+
+/// What a build step asks of the helper on top of a plain run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepSpec {
+    pub action: StepAction,
+    /// When the step succeeds, its overlay upper directory (its changes, in overlay's own
+    /// encoding) becomes the snapshot `snapshots/<mapping>/<keep>`, a lower directory of
+    /// later steps. Mount points the sandbox created are removed from it first.
+    pub keep: String,
+    /// Stream the step's changes as an OCI layer tar to descriptor 4 (see `layer::diff`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<DiffSpec>,
+    /// Read-only trees the step reads from (another stage or image: `COPY --from`,
+    /// `RUN --mount=from=`), each the overlay of its layers, mounted by the helper.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trees: Vec<Vec<LayerSpec>>,
+}
+
+/// How a layer diff is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DiffSpec {
+    /// Clamp modification times to this Unix time (`SOURCE_DATE_EPOCH`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clamp_mtime: Option<u64>,
+}
+
+/// What a build step does in its sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum StepAction {
+    /// Run `process` (a `RUN` instruction).
+    Run,
+    /// File operations the helper performs itself, as the namespace's root, in the
+    /// merged root file system (`COPY`, `ADD`, `WORKDIR`); no process is started.
+    Files { ops: Vec<super::fileop::FileOp> },
+}
+
+/// A request to the helper that is not a run: the OCI layer tar of snapshots, written to
+/// descriptor 4 from inside a user namespace with the build's mapping (where every file
+/// of the snapshot is readable and owners read as container ids).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TarJob {
+    pub state_dir: PathBuf,
+    pub ids: IdMapping,
+    /// One snapshot: its layer (its changes, whiteouts included). Several: the merged
+    /// file system they make together (for `--output type=local|tar`).
+    pub layers: Vec<LayerSpec>,
+    #[serde(default)]
+    pub diff: DiffSpec,
 }
 
 /// One layer: the blob to unpack (if its snapshot is not cached yet) and its digests.
@@ -45,6 +99,34 @@ pub struct LayerSpec {
     pub diff_id: String,
     /// Where the blob is on disk.
     pub blob: PathBuf,
+    /// A snapshot directory that already exists (a build step's kept upper directory,
+    /// `snapshots/<mapping>/<dir>`): there is nothing to unpack and the fields above are
+    /// unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+}
+
+impl LayerSpec {
+    /// A layer that is a kept step snapshot.
+    pub fn snapshot(name: impl Into<String>) -> LayerSpec {
+        LayerSpec {
+            digest: String::new(),
+            diff_id: String::new(),
+            blob: PathBuf::new(),
+            dir: Some(name.into()),
+        }
+    }
+
+    /// The name of its directory under `snapshots/<mapping>/`.
+    pub fn snapshot_name(&self) -> &str {
+        match &self.dir {
+            Some(d) => d,
+            None => self
+                .diff_id
+                .strip_prefix("sha256:")
+                .unwrap_or(&self.diff_id),
+        }
+    }
 }
 
 /// How the root file system is assembled.
@@ -107,8 +189,32 @@ pub enum Mount {
     Device { source: PathBuf, dest: String },
     /// A symlink created at `dest` (inside `/dev`).
     Symlink { dest: String, target: String },
-    /// A file with these contents bound at `dest` (`/etc/hosts`, ...).
-    File { dest: String, contents: String },
+    /// A file with these contents bound at `dest` (`/etc/hosts`, ...; `RUN
+    /// --mount=type=secret`, whose contents live only on the run's private tmpfs).
+    File {
+        dest: String,
+        contents: String,
+        /// Mode and owner (default 0644, root).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        perm: Option<FilePerm>,
+    },
+    /// A path inside one of the step's source trees ([`StepSpec::trees`]) bound at `dest`
+    /// (`RUN --mount=type=bind,from=...`); writes go to a scratch layer that is thrown away.
+    Tree {
+        tree: usize,
+        path: String,
+        dest: String,
+        readonly: bool,
+    },
+    /// A persistent cache directory (`RUN --mount=type=cache`): `cache/<mapping>/<id>`
+    /// under the state directory, created on first use with `perm`, kept between builds.
+    Cache {
+        id: String,
+        dest: String,
+        perm: FilePerm,
+        /// Only one step at a time uses it (`sharing=locked`).
+        locked: bool,
+    },
     /// A host path bound at `dest`.
     Bind {
         source: PathBuf,
@@ -128,9 +234,19 @@ impl Mount {
             | Mount::Device { dest, .. }
             | Mount::Symlink { dest, .. }
             | Mount::File { dest, .. }
+            | Mount::Tree { dest, .. }
+            | Mount::Cache { dest, .. }
             | Mount::Bind { dest, .. } => dest,
         }
     }
+}
+
+/// Mode and owner of a file or directory the sandbox creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilePerm {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// The host devices every sandbox gets, bound from the host's `/dev`.
@@ -202,14 +318,17 @@ pub fn standard_mounts(
         Mount::File {
             dest: "/etc/hostname".into(),
             contents: format!("{hostname}\n"),
+            perm: None,
         },
         Mount::File {
             dest: "/etc/hosts".into(),
             contents: hosts_file(hostname),
+            perm: None,
         },
         Mount::File {
             dest: "/etc/resolv.conf".into(),
             contents: resolv_conf(host_resolv, network),
+            perm: None,
         },
     ]);
     m
@@ -880,7 +999,8 @@ mod tests {
         }));
         assert!(mounts.contains(&Mount::File {
             dest: "/etc/resolv.conf".into(),
-            contents: "# no network in this sandbox (--network none)\n".into()
+            contents: "# no network in this sandbox (--network none)\n".into(),
+            perm: None,
         }));
         let (single, _) = choose_ids(&IdFacts {
             newuidmap: None,
@@ -898,12 +1018,14 @@ mod tests {
         }));
         assert!(host.contains(&Mount::File {
             dest: "/etc/resolv.conf".into(),
-            contents: "nameserver 10.0.0.1\n".into()
+            contents: "nameserver 10.0.0.1\n".into(),
+            perm: None,
         }));
         assert!(host.contains(&Mount::File {
             dest: "/etc/hosts".into(),
             contents:
-                "127.0.0.1\tlocalhost box\n::1\tlocalhost ip6-localhost ip6-loopback box\n".into()
+                "127.0.0.1\tlocalhost box\n::1\tlocalhost ip6-localhost ip6-loopback box\n".into(),
+            perm: None,
         }));
     }
 

@@ -190,6 +190,77 @@ pub fn fork() -> io::Result<Forked> {
     }
 }
 
+/// Lets the kernel reap this process's children as they end (`SIGCHLD` ignored), for the
+/// session helper, which forks one helper per step and never waits for them.
+pub fn reap_children_automatically() {
+    // SAFETY: `SIG_IGN` runs no code of ours in signal context.
+    let _ = unsafe { signal::signal(Signal::SIGCHLD, SigHandler::SigIgn) };
+}
+
+/// Undoes [`reap_children_automatically`] in a forked child, which waits for its own.
+pub fn wait_for_children() {
+    // SAFETY: `SIG_DFL` runs no code of ours in signal context.
+    let _ = unsafe { signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) };
+}
+
+/// The most descriptors one [`send_fds`] message carries.
+pub const MAX_PASSED_FDS: usize = 8;
+
+/// Sends one byte of `tag` and `fds` (`SCM_RIGHTS`) on the unix socket `sock`.
+pub fn send_fds(sock: BorrowedFd<'_>, tag: u8, fds: &[RawFd]) -> io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, UnixAddr, sendmsg};
+    if fds.len() > MAX_PASSED_FDS {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    let data = [tag];
+    let iov = [io::IoSlice::new(&data)];
+    let cmsg = [ControlMessage::ScmRights(fds)];
+    loop {
+        match sendmsg::<UnixAddr>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
+            Ok(_) => return Ok(()),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Receives one [`send_fds`] message: its tag and descriptors (close-on-exec), or `None`
+/// at end of file.
+pub fn recv_fds(sock: BorrowedFd<'_>) -> io::Result<Option<(u8, Vec<std::os::fd::OwnedFd>)>> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, UnixAddr, recvmsg};
+    use std::os::fd::FromRawFd;
+    let mut data = [0u8; 1];
+    let mut space = nix::cmsg_space!([RawFd; MAX_PASSED_FDS]);
+    loop {
+        let mut iov = [io::IoSliceMut::new(&mut data)];
+        let msg = match recvmsg::<UnixAddr>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(m) => m,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let mut fds = Vec::new();
+        for c in msg.cmsgs().map_err(io::Error::from)? {
+            if let ControlMessageOwned::ScmRights(raw) = c {
+                // SAFETY: descriptors received with SCM_RIGHTS are new entries of this
+                // process's table that nothing else refers to; each is owned once here.
+                fds.extend(
+                    raw.into_iter()
+                        .map(|fd| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }),
+                );
+            }
+        }
+        if msg.bytes == 0 {
+            return Ok(None);
+        }
+        return Ok(Some((data[0], fds)));
+    }
+}
+
 /// Resets every catchable signal to its default action (the Rust runtime ignores
 /// `SIGPIPE`; the command must get the defaults a shell gives it).
 pub fn reset_signal_dispositions() {
@@ -218,6 +289,38 @@ pub fn pass_fd_as_3(cmd: &mut Command, fd: RawFd) {
                 }
             } else if libc::dup2(fd, 3) < 0 {
                 return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Makes each `(source, target)` descriptor the child's descriptor `target` (without
+/// close-on-exec) when `cmd` is spawned. Sources are first moved above every target, so
+/// one pair cannot clobber another's source.
+pub fn pass_fds(cmd: &mut Command, fds: &[(RawFd, RawFd)]) {
+    let fds: Vec<(RawFd, RawFd)> = fds.to_vec();
+    // SAFETY: the closure runs between fork and exec, where only async-signal-safe calls
+    // are allowed; `fcntl` and `dup2` are, and the closure allocates nothing (`fds` was
+    // moved in before the fork; indexing a slice does not allocate). The sources stay
+    // open in the parent until the spawn returns.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut moved = [0 as RawFd; 8];
+            if fds.len() > moved.len() {
+                return Err(io::Error::from(io::ErrorKind::InvalidInput));
+            }
+            for (i, (src, _)) in fds.iter().enumerate() {
+                let fd = libc::fcntl(*src, libc::F_DUPFD_CLOEXEC, 64);
+                if fd < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                moved[i] = fd;
+            }
+            for (i, (_, dst)) in fds.iter().enumerate() {
+                if libc::dup2(moved[i], *dst) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
             }
             Ok(())
         });

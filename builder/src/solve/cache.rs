@@ -1,0 +1,179 @@
+//! The local build cache: cache keys, and one record per executed step.
+//!
+//! A step's [`Key`] is a sha256 over everything its result depends on: the key of the
+//! file system it starts from, the operation and its expanded arguments, the environment
+//! and build arguments a `RUN` sees, the user, working directory, network and mounts, the
+//! content digest of copied sources, the keys of stages it reads from, the platform, and
+//! the ids (never the contents) of secrets. The same key means the same result, so a
+//! record under that key is the step's result:
+//!
+//! ```text
+//! <cache>/build/v1/steps/<key>.json   {"empty": false, "snapshot": "s-...", "layers": [...]}
+//! ```
+//!
+//! `snapshot` names the step's kept upper directory under the sandbox state
+//! (`sandbox/snapshots/<mapping>/`); `layers` the layer blobs written from it, one per
+//! way of writing them (compression, `SOURCE_DATE_EPOCH` clamp). A record whose snapshot
+//! and blobs are both gone is a miss.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+/// Builds a cache key: typed, length-prefixed fields, so no two field lists collide.
+#[derive(Debug, Clone)]
+pub struct Key(Sha256);
+
+impl Key {
+    /// A key for an operation of kind `kind`.
+    pub fn new(kind: &str) -> Key {
+        let mut k = Key(Sha256::new());
+        k.add("rbuild-cache", "v1");
+        k.add("kind", kind);
+        k
+    }
+
+    /// Adds a named field.
+    pub fn add(&mut self, name: &str, value: impl AsRef<[u8]>) -> &mut Key {
+        let v = value.as_ref();
+        self.0.update((name.len() as u64).to_le_bytes());
+        self.0.update(name.as_bytes());
+        self.0.update((v.len() as u64).to_le_bytes());
+        self.0.update(v);
+        self
+    }
+
+    /// Adds a list field.
+    pub fn list<S: AsRef<str>>(&mut self, name: &str, values: &[S]) -> &mut Key {
+        self.add(name, values.len().to_string());
+        for v in values {
+            self.add(name, v.as_ref());
+        }
+        self
+    }
+
+    /// The key as 64 hex digits.
+    pub fn finish(&self) -> String {
+        format!("{:x}", self.0.clone().finalize())
+    }
+}
+
+/// A layer blob written from a step's snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerInfo {
+    /// How it was written: compression and time clamp (`gzip`, `zstd`, `clamp=...`).
+    pub variant: String,
+    pub digest: String,
+    pub diff_id: String,
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// A step's result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The step changed nothing: it makes no layer.
+    pub empty: bool,
+    /// Its kept snapshot, when it changed something.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerInfo>,
+    /// When the step ran (Unix seconds): its history time, so a rebuild from the cache
+    /// gives the same image.
+    #[serde(default)]
+    pub created: u64,
+}
+
+impl Record {
+    /// The layer written as `variant`, if any.
+    pub fn layer(&self, variant: &str) -> Option<&LayerInfo> {
+        self.layers.iter().find(|l| l.variant == variant)
+    }
+}
+
+/// The records of a cache directory.
+#[derive(Debug, Clone)]
+pub struct Records {
+    dir: PathBuf,
+}
+
+impl Records {
+    /// The records under `<cache>/build/v1/steps` (created when missing).
+    pub fn open(cache: &Path) -> io::Result<Records> {
+        let dir = cache.join("build").join("v1").join("steps");
+        std::fs::create_dir_all(&dir)?;
+        Ok(Records { dir })
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.json"))
+    }
+
+    /// The record of `key`, if there is a readable one.
+    pub fn get(&self, key: &str) -> Option<Record> {
+        let bytes = std::fs::read(self.path(key)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Stores the record of `key` (atomically: a temp file renamed into place).
+    pub fn put(&self, key: &str, record: &Record) -> io::Result<()> {
+        let bytes = serde_json::to_vec(record).map_err(io::Error::other)?;
+        let tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+        std::fs::write(tmp.path(), bytes)?;
+        tmp.persist(self.path(key)).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// Adds a layer to the record of `key` (read again first: another build may have
+    /// added one meanwhile).
+    pub fn add_layer(&self, key: &str, layer: LayerInfo) -> io::Result<()> {
+        let mut r = self.get(key).unwrap_or_default();
+        r.layers.retain(|l| l.variant != layer.variant);
+        r.layers.push(layer);
+        self.put(key, &r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_separate_fields() {
+        let a = Key::new("run").add("x", "ab").add("y", "c").finish();
+        let b = Key::new("run").add("x", "a").add("y", "bc").finish();
+        assert_ne!(a, b);
+        assert_eq!(a, Key::new("run").add("x", "ab").add("y", "c").finish());
+        assert_ne!(a, Key::new("copy").add("x", "ab").add("y", "c").finish());
+        assert_eq!(a.len(), 64);
+    }
+
+    #[test]
+    fn records_round_trip_and_collect_layers() {
+        let d = tempfile::tempdir().unwrap();
+        let r = Records::open(d.path()).unwrap();
+        assert_eq!(r.get("k"), None);
+        let rec = Record {
+            empty: false,
+            snapshot: Some("s-1".into()),
+            layers: Vec::new(),
+            created: 7,
+        };
+        r.put("k", &rec).unwrap();
+        assert_eq!(r.get("k"), Some(rec));
+        let layer = LayerInfo {
+            variant: "gzip".into(),
+            digest: "sha256:a".into(),
+            diff_id: "sha256:b".into(),
+            size: 3,
+            media_type: "t".into(),
+        };
+        r.add_layer("k", layer.clone()).unwrap();
+        r.add_layer("k", layer.clone()).unwrap();
+        assert_eq!(r.get("k").unwrap().layers, [layer]);
+        assert_eq!(r.get("k").unwrap().layer("gzip").unwrap().size, 3);
+    }
+}
