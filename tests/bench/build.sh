@@ -185,19 +185,26 @@ if [ "${STARTUP:-1}" != 0 ]; then
   printf 'FROM %s/busybox:latest\nRUN true\n' "$REG" > "$w/one/Dockerfile"
   { printf 'FROM %s/busybox:latest\n' "$REG"; for i in $(seq 1 21); do printf 'RUN true %s\n' "$i"; done; } > "$w/many/Dockerfile"
   chown -R "$BUSER:" "$w"; chmod 755 /var/tmp/rbuild-bench "$w"
-  sc=$BHOME/.cache/rbuild-bench/startup; rm_as_user "$sc"; as_user mkdir -p "$sc"; sync
-  as_user "$BIN/rbuild" build --progress plain --cache-dir "$sc" --no-cache "$w/one" >/dev/null 2>&1 || true
   # loop CMD N: microseconds per run of CMD, N runs in one shell as the user.
   loop() {
     as_user bash -c "s=\$(date +%s%N); for i in \$(seq 1 $2); do $1 >/dev/null 2>&1; done; e=\$(date +%s%N); echo \$(( (e - s) / $2 / 1000 ))"
   }
-  floor=$(loop "unshare -Urmpf --mount-proc true" 50)
-  mapped=$(loop "unshare --map-auto --map-root-user -mpf --mount-proc true" 50)
-  one=$(loop "$BIN/rbuild build --progress plain --cache-dir $sc --no-cache $w/one" 10)
-  many=$(loop "$BIN/rbuild build --progress plain --cache-dir $sc --no-cache $w/many" 10)
-  per=$(( (many - one) / 20 ))
-  echo "startup,per_run_step_us,$per,unshare_floor_us,$floor,mapped_floor_us,$mapped" > "$OUT/startup.csv"
-  rm_as_user "$w" "$sc"
+  : > "$OUT/startup.csv"
+  for fs in $FS; do
+    sc=$(cache_dir "$fs" "$(fs_dir "$fs")/startup" startup)
+    rm_as_user "$sc"
+    [ "$fs" = tmpfs ] && { mkdir -p "$(dirname "$sc")"; chown "$BUSER:" "$(dirname "$sc")"; }
+    as_user mkdir -p "$sc"; sync
+    as_user "$BIN/rbuild" build --progress plain --cache-dir "$sc" --no-cache "$w/one" >/dev/null 2>&1 || true
+    floor=$(loop "unshare -Urmpf --mount-proc true" 50)
+    mapped=$(loop "unshare --map-auto --map-root-user -mpf --mount-proc true" 50)
+    one=$(loop "$BIN/rbuild build --progress plain --cache-dir $sc --no-cache $w/one" 10)
+    many=$(loop "$BIN/rbuild build --progress plain --cache-dir $sc --no-cache $w/many" 10)
+    per=$(( (many - one) / 20 ))
+    echo "startup,$fs,$per,$floor,$mapped" >> "$OUT/startup.csv"
+    rm_as_user "$sc"
+  done
+  rm_as_user "$w"
 fi
 
 # --- file-system comparison -------------------------------------------------------------

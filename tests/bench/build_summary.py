@@ -124,15 +124,21 @@ def main(path, startup=None):
     if startup:
         try:
             with open(startup) as f:
-                row = f.read().strip().split(",")
-            per, floor, mapped = int(row[2]), int(row[4]), int(row[6])
-            print(f"\nSandbox overhead per RUN step (21 x `RUN true` minus 1, / 20): {per / 1000:.1f} ms; "
-                  f"`unshare -Urmpf --mount-proc true`: {floor / 1000:.1f} ms (ratio {per / floor:.2f}, "
-                  f"target <= 2); with 65536 ids through newuidmap (`unshare --map-auto`): "
-                  f"{mapped / 1000:.1f} ms (ratio {per / mapped:.2f})")
-        except (OSError, ValueError, IndexError, ZeroDivisionError):
-            pass
-
+                rows = [line.strip().split(",") for line in f if line.strip()]
+        except OSError:
+            rows = []
+        for row in rows:
+            try:
+                if row[1] == "per_run_step_us":  # older files: one line, ext4
+                    fs, per, floor, mapped = "ext4", int(row[2]), int(row[4]), int(row[6])
+                else:
+                    fs, per, floor, mapped = row[1], int(row[2]), int(row[3]), int(row[4])
+                print(f"\nSandbox overhead per RUN step on {fs} (21 x `RUN true` minus 1, / 20): "
+                      f"{per / 1000:.1f} ms; `unshare -Urmpf --mount-proc true`: {floor / 1000:.1f} ms "
+                      f"(ratio {per / floor:.2f}, target <= 2); with 65536 ids through newuidmap "
+                      f"(`unshare --map-auto`): {mapped / 1000:.1f} ms (ratio {per / mapped:.2f})")
+            except (ValueError, IndexError, ZeroDivisionError):
+                continue
 
 if __name__ == "__main__":
     if len(sys.argv) < 2:
