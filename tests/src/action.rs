@@ -13,11 +13,6 @@ use std::process::Command;
 
 use serde_yaml_ng::Value as Yaml;
 
-/// Whether `rbuild build` exists (the engine's branch): until then the real-build test
-/// checks that the action reports rbuild's failure cleanly; set to `true` to check a real
-/// multi-platform build, push, outputs, summary and annotations against the registry.
-pub const BUILD_ENGINE: bool = false;
-
 /// What one run of the action produced.
 #[derive(Debug, Default)]
 pub struct ActionRun {

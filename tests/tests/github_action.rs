@@ -6,9 +6,9 @@
 //!   how inputs become arguments (no shell: a tag with `$(touch /tmp/pwned)` runs
 //!   nothing), the outputs, the step summary and the check run on the fake GitHub.
 //! - The setup step's download: checksum pinned in `checksums.txt`, tampering refused.
-//! - With the real `rbuild` on the fixture Dockerfile against the real registry: until the
-//!   build engine lands (`rbuild_e2e::action::BUILD_ENGINE`), that the action reports
-//!   rbuild's failure and writes no digest; with it, the image, outputs and summary.
+//! - With the real `rbuild` on the fixture Dockerfile against the real registry: a
+//!   two-platform build and push, the action's outputs against the registry's digest, and
+//!   the step summary.
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
 use std::fs;
@@ -16,7 +16,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rbuild_e2e::action::{BUILD_ENGINE, action_dir, run_action};
+use rbuild_e2e::action::{action_dir, run_action};
 use rbuild_e2e::github::FakeGithub;
 use rbuild_e2e::user::TestUser;
 use rbuild_e2e::{Env, bins, registry_with_busybox, require};
@@ -428,19 +428,6 @@ fn the_action_builds_the_fixture_with_the_real_rbuild() {
         "t",
         &[("HOME", b.work.path().display().to_string())],
     );
-    if !BUILD_ENGINE {
-        // Until `rbuild build` exists: the step fails with rbuild's own error, and the
-        // action claims no image.
-        assert!(!run.success, "{}", run.log);
-        assert!(run.log.contains("not implemented"), "{}", run.log);
-        assert_eq!(run.outputs["digest"], "");
-        assert_eq!(run.outputs["imageid"], "");
-        assert!(run.summary.contains("### rbuild: image"), "{}", run.summary);
-        println!(
-            "SKIPPED (partly): `rbuild build` is not implemented yet; checked that the action reports its failure"
-        );
-        return;
-    }
     assert!(run.success, "{}", run.log);
     let digest = &run.outputs["digest"];
     assert!(digest.starts_with("sha256:"), "{run:?}");

@@ -268,6 +268,8 @@ pub struct ExportRequest {
 pub struct Exported {
     /// The index (several platforms) or the manifest (one).
     pub root: Descriptor,
+    /// One manifest per platform, each with its platform.
+    pub manifests: Vec<Descriptor>,
     /// Config digests (image ids), one per platform.
     pub configs: Vec<Digest>,
     /// Names the image was given (tags, pushed references).
@@ -375,6 +377,7 @@ pub fn export(
     }
     Ok(Exported {
         root: written.root,
+        manifests: written.manifests,
         configs: written.configs,
         names,
     })
