@@ -109,7 +109,7 @@ for fs in $FS_RBUILD; do
   for wl in $WORKLOADS; do
     ctxname=$(wl_ctx "$wl"); plat=$(wl_platform "$wl"); probe=$(wl_probe "$wl")
     runs=$RUNS; [ "$ctxname" = W3-manyfiles ] && runs=$W3_RUNS
-    tag=$REG/bench/rbuild-$(echo "$wl" | tr 'A-Z' 'a-z'):latest
+    tag=$REG/bench/rbuild-$(echo "$wl" | tr '[:upper:]' '[:lower:]'):latest
     for run in $(seq 1 "$runs"); do
       w=$base/$wl-$run
       cache=$(cache_dir "$fs" "$w" "$wl-$run")
@@ -127,7 +127,7 @@ for fs in $FS_RBUILD; do
       measure "$engine" "$wl" "$run" warm "$L-warm.log" "${AS_USER[@]}" "${build[@]}" || true
       echo "# bench change $run $(date +%s%N)" >> "$w/ctx/$probe"
       measure "$engine" "$wl" "$run" change "$L-change.log" "${AS_USER[@]}" "${build[@]}" || true
-      repo=$REG/bench/$engine-$(echo "$wl" | tr 'A-Z' 'a-z')-r$run-$STAMP:latest
+      repo=$REG/bench/$engine-$(echo "$wl" | tr '[:upper:]' '[:lower:]')-r$run-$STAMP:latest
       measure "$engine" "$wl" "$run" push "$L-push.log" \
         "${AS_USER[@]}" "$BIN/rbuild" push --cache-dir "$cache" "$tag" "$repo" || true
       psize=$(skopeo inspect --raw --tls-verify=false --override-arch="${plat#linux/}" "docker://$repo" 2>/dev/null \
@@ -161,7 +161,9 @@ elif [ "${SKIP_BUILDAH:-0}" != 1 ]; then
     # Contexts left by an earlier run (read-only copies) would stop it: remove them as root.
     rm -rf "/var/tmp/bench-ctx-$BUSER"
     rest=$(echo " $WORKLOADS " | sed 's/ W3-manyfiles / /g' | xargs || true)
-    [ -n "$rest" ] && env "${envs[@]}" RUNS="$RUNS" WORKLOADS="$rest" OUT="$OUT/buildah-$fs" "$BH/run-buildah.sh" >&2 || true
+    if [ -n "$rest" ]; then
+      env "${envs[@]}" RUNS="$RUNS" WORKLOADS="$rest" OUT="$OUT/buildah-$fs" "$BH/run-buildah.sh" >&2 || true
+    fi
     if [[ " $WORKLOADS " == *" W3-manyfiles "* ]]; then
       rm -rf "/var/tmp/bench-ctx-$BUSER"
       env "${envs[@]}" RUNS="$W3_RUNS" WORKLOADS=W3-manyfiles OUT="$OUT/buildah-$fs-w3" "$BH/run-buildah.sh" >&2 || true
@@ -172,7 +174,7 @@ elif [ "${SKIP_BUILDAH:-0}" != 1 ]; then
     # The images Buildah pushed in its first runs, for the file-system comparison.
     catalog=$(curl -fsS "http://$REG/v2/_catalog?n=1000")
     for wl in $WORKLOADS; do
-      repo=$(printf '%s' "$catalog" | python3 -c "import json,sys; r=sorted(x for x in json.load(sys.stdin)['repositories'] if x.startswith('bench/buildah-$(echo "$wl" | tr 'A-Z' 'a-z')-r1-')); print(r[-1] if r else '')")
+      repo=$(printf '%s' "$catalog" | python3 -c "import json,sys; r=sorted(x for x in json.load(sys.stdin)['repositories'] if x.startswith('bench/buildah-$(echo "$wl" | tr '[:upper:]' '[:lower:]')-r1-')); print(r[-1] if r else '')")
       [ -n "$repo" ] && echo "$REG/$repo:latest" > "$OUT/buildah-$fs-$wl.ref"
     done
   done
@@ -213,7 +215,7 @@ if [ "${COMPARE:-1}" != 0 ]; then
   cmpdir=/var/tmp/rbuild-bench-compare; rm -rf "$cmpdir"; mkdir -p "$cmpdir"
   fs1=${FS%% *}
   for wl in $WORKLOADS; do
-    [ -s "$OUT/rbuild-$fs1-$wl.ref" ] && [ -s "$OUT/buildah-$fs1-$wl.ref" ] || continue
+    if [ ! -s "$OUT/rbuild-$fs1-$wl.ref" ] || [ ! -s "$OUT/buildah-$fs1-$wl.ref" ]; then continue; fi
     arch=$(wl_platform "$wl"); arch=${arch#linux/}
     for e in rbuild buildah; do
       ref=$(cat "$OUT/$e-$fs1-$wl.ref")
