@@ -409,6 +409,7 @@ fn run(
     ] {
         mkdir_owned(d, owner)?;
     }
+    sys::spread_subdirectories(&runs);
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
@@ -1029,6 +1030,7 @@ fn tar_job(job: &TarJob, passed: Passed, session: Option<&IdMapping>) -> Result<
     .map_err(|e| Fail::host("cannot make the mounts private").cause(os(e)))?;
     let runs = job.state_dir.join("runs");
     mkdir_owned(&runs, None)?;
+    sys::spread_subdirectories(&runs);
     let id = format!("{}-tar", me.as_raw());
     let run_path = runs.join(&id);
     let _ = fs::remove_dir_all(&run_path);
