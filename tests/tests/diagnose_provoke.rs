@@ -13,6 +13,9 @@
 //! The last test measures false positives: the catalog's signatures run over the logs of
 //! successful builds and must match nothing.
 
+// Helpers below are part of the tests: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 #[path = "build_support/mod.rs"]
 mod build_support;
 #[path = "sandbox_support/mod.rs"]
@@ -255,7 +258,10 @@ fn an_ordinary_failing_run_is_run_failed_with_its_last_lines() {
     let d = p.expect("run-failed", "error", Some(3));
     assert_eq!(d["end_line"], 5, "{d}");
     assert!(
-        d["message"].as_str().unwrap().contains("exited with code 3"),
+        d["message"]
+            .as_str()
+            .unwrap()
+            .contains("exited with code 3"),
         "{d}"
     );
     let evidence: Vec<&str> = d["evidence"]
@@ -265,10 +271,10 @@ fn an_ordinary_failing_run_is_run_failed_with_its_last_lines() {
         .filter_map(Value::as_str)
         .collect();
     assert!(
-        evidence.iter().any(|l| l.contains("checking configuration"))
-            && evidence
-                .iter()
-                .any(|l| l.contains("key `port` is missing")),
+        evidence
+            .iter()
+            .any(|l| l.contains("checking configuration"))
+            && evidence.iter().any(|l| l.contains("key `port` is missing")),
         "the step's last lines are the evidence: {evidence:?}"
     );
     p.only_error("run-failed");
@@ -305,10 +311,7 @@ fn sysctl_w_in_a_run_is_named() {
     let ctx = context(
         &ws,
         "sysctl",
-        &format!(
-            "FROM {}\nRUN sysctl -w net.ipv4.ip_forward=1\n",
-            ws.busybox
-        ),
+        &format!("FROM {}\nRUN sysctl -w net.ipv4.ip_forward=1\n", ws.busybox),
     );
     let p = provoke(build_cmd(&ws, &ctx, &[]), &ctx);
     assert_eq!(p.code(), Some(1), "{}", p.stderr());
@@ -327,14 +330,14 @@ fn a_base_image_without_the_platform_is_named_on_from() {
             ws.busybox
         ),
     );
-    let p = provoke(
-        build_cmd(&ws, &ctx, &["--platform", "linux/riscv64"]),
-        &ctx,
-    );
+    let p = provoke(build_cmd(&ws, &ctx, &["--platform", "linux/riscv64"]), &ctx);
     assert_eq!(p.code(), Some(1), "{}", p.stderr());
     let d = p.expect("base-image-missing-platform", "error", Some(2));
     let text = d.to_string();
-    assert!(text.contains("linux/riscv64"), "the platform asked for: {d}");
+    assert!(
+        text.contains("linux/riscv64"),
+        "the platform asked for: {d}"
+    );
     assert!(
         text.contains("linux/amd64") && text.contains("linux/arm64"),
         "the platforms there are: {d}"
@@ -482,7 +485,11 @@ fn an_arm64_run_without_a_qemu_registration_is_binfmt_not_registered() {
     let mut args: Vec<OsString> = vec!["build".into(), "--cache-dir".into()];
     args.push(ws.cache.clone().into());
     args.extend(report_args(&ctx));
-    args.extend(["--platform".into(), "linux/arm64".into(), ctx.clone().into()]);
+    args.extend([
+        "--platform".into(),
+        "linux/arm64".into(),
+        ctx.clone().into(),
+    ]);
     // As on a host without qemu-user-static: no registration strings, no interpreters,
     // no host entry.
     let setup = "for d in /usr/lib/binfmt.d /etc/binfmt.d /usr/local/lib/binfmt.d /usr/libexec/qemu-binfmt; do\n\
@@ -583,7 +590,11 @@ fn files_of_ids_outside_a_single_id_mapping_are_subid_range_too_small() {
     // Files of unmapped owners are given to the one mapped id and the build goes on,
     // with the cause named on the `FROM` line.
     assert_eq!(p.code(), Some(0), "{}", p.stderr());
-    assert!(p.stderr().contains("port=80"), "the step read the file: {}", p.stderr());
+    assert!(
+        p.stderr().contains("port=80"),
+        "the step read the file: {}",
+        p.stderr()
+    );
     let d = p.expect("subid-range-too-small", "warning", Some(2));
     let text = d.to_string();
     assert!(text.contains("1000"), "the id: {d}");
@@ -607,7 +618,9 @@ fn signatures_match_nothing_in_the_logs_of_successful_builds() {
     let builds: Vec<(&str, String, Vec<&str>)> = vec![
         (
             "basic",
-            format!("FROM {b}\nRUN echo hello > /hello && cat /hello\nRUN ls -la / && id && uname -a\n"),
+            format!(
+                "FROM {b}\nRUN echo hello > /hello && cat /hello\nRUN ls -la / && id && uname -a\n"
+            ),
             vec![],
         ),
         (
@@ -665,7 +678,10 @@ fn signatures_match_nothing_in_the_logs_of_successful_builds() {
             .arg(&ctx);
         let out = c.output().unwrap();
         assert!(out.status.success(), "{name}: {}", show(&out));
-        logs.push((name.to_string(), String::from_utf8_lossy(&out.stderr).into_owned()));
+        logs.push((
+            name.to_string(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
     }
     let report = signatures::false_positives(logs.iter().map(|(n, t)| (n.clone(), t.as_str())));
     println!(

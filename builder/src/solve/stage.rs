@@ -1681,8 +1681,8 @@ fn plan_error(e: &sandbox::PlanError) -> anyhow::Error {
             let mut d = Cause::BinfmtNotRegistered.error(nr.to_string());
             d.title = format!("cannot run `{}` binaries", nr.platform);
             let d = d
-            .with_hint(nr.hint.clone())
-            .with_platform(nr.platform.clone());
+                .with_hint(nr.hint.clone())
+                .with_platform(nr.platform.clone());
             Diagnosed::new(d, Exit::Host).into()
         }
         other => Failure::new(Exit::Input, other.to_string()).into(),
