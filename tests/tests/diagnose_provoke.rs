@@ -537,7 +537,7 @@ fn a_full_disk_during_a_run_is_disk_full() {
     );
     let cmd = require!(in_mount_namespace(&ws, &setup, &args));
     let p = provoke(cmd, &ctx);
-    assert_ne!(p.code(), Some(0), "{}", p.stderr());
+    assert_eq!(p.code(), Some(3), "a host problem: {}", p.stderr());
     let d = p.expect("disk-full-or-inodes", "error", Some(3));
     assert!(
         d.to_string().contains("No space left on device"),
