@@ -2012,6 +2012,11 @@ pub static CATALOG: &[Entry] = &[
                 "sysctl: setting key \"vm.max_map_count\": Read-only file system",
             ),
             sig(
+                Exact,
+                r"sysctl: error setting key '([^']+)': (Permission denied|Read-only file system|Operation not permitted)",
+                "sysctl: error setting key 'net.ipv4.ip_forward': Permission denied",
+            ),
+            sig(
                 Specific,
                 r#"sysctl: permission denied on key "([^"]+)""#,
                 "sysctl: permission denied on key \"net.core.somaxconn\"",

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::diagnose::signatures::StepOutcome;
-use crate::diagnose::{self, Cause, Diagnosed, Diagnostic, Severity};
+use crate::diagnose::{self, Cause, Diagnosed, Severity};
 use crate::dockerfile::instructions::{CommandLine, Healthcheck, InlineSource, Kind, Run};
 use crate::dockerfile::mount::{Mount as DfMount, MountType, Sharing};
 use crate::dockerfile::{self, Base, Span, Step};
@@ -863,6 +863,11 @@ impl Engine<'_> {
             }
         };
         for f in &r.facts {
+            // A RUN reports its leftover processes itself, on its line and with their
+            // ports (`behaviour::leftovers_diagnostic`); this unplaced copy would repeat it.
+            if matches!(f, crate::sandbox::result::Fact::LeakedProcesses { .. }) {
+                continue;
+            }
             let mut d = f.to_diagnostic();
             if self.multi_platform {
                 d = d.with_platform(c.platform.to_string());
@@ -1671,14 +1676,13 @@ fn plan_error(e: &sandbox::PlanError) -> anyhow::Error {
             .hint(ids.hint.clone())
             .into(),
         sandbox::PlanError::NotRunnable(nr) => {
-            let d = Diagnostic::new(
-                crate::arch::NotRunnable::ID,
-                Severity::Error,
-                format!("cannot run `{}` binaries", nr.platform),
-                nr.to_string(),
-            )
-            .with_hint(nr.hint.clone())
-            .with_platform(nr.platform.clone());
+            // From the catalog entry, so the diagnostic carries its page like every other
+            // cause; the title names the platform.
+            let mut d = Cause::BinfmtNotRegistered.error(nr.to_string());
+            d.title = format!("cannot run `{}` binaries", nr.platform);
+            let d = d
+                .with_hint(nr.hint.clone())
+                .with_platform(nr.platform.clone());
             Diagnosed::new(d, Exit::Host).into()
         }
         other => Failure::new(Exit::Input, other.to_string()).into(),
