@@ -2,6 +2,7 @@
 //! progress and diagnostics, exports the result, and writes `--metadata-file` /
 //! `--iidfile`. Prints the image's digest (the index for several platforms) on stdout.
 
+use super::absolute;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -179,16 +180,6 @@ fn pairs(values: &[String], flag: &str, env: bool) -> anyhow::Result<BTreeMap<St
         }
     }
     Ok(out)
-}
-
-fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
-    if p.is_absolute() {
-        Ok(p.to_path_buf())
-    } else {
-        Ok(std::env::current_dir()
-            .context("cannot tell the current directory")?
-            .join(p))
-    }
 }
 
 /// `--secret id=ID,src=PATH` / `id=ID,env=VAR` (also `type=file|env`, `source=`).

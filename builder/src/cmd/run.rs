@@ -4,6 +4,7 @@
 //! references once the registry client is merged), plans the sandbox, runs it in the
 //! foreground and turns the result into an exit status and diagnostics.
 
+use super::absolute;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -364,16 +365,6 @@ fn parse_volume(v: &str) -> Result<Volume, String> {
         dest: dest.to_owned(),
         readonly,
     })
-}
-
-fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
-    if p.is_absolute() {
-        Ok(p.to_path_buf())
-    } else {
-        Ok(std::env::current_dir()
-            .context("cannot tell the current directory")?
-            .join(p))
-    }
 }
 
 /// `$XDG_CACHE_HOME/rbuild`, else `$HOME/.cache/rbuild`.

@@ -722,15 +722,7 @@ impl Engine<'_> {
             Ok((_, false)) => Outcome::Done,
             Err(_) => Outcome::Error,
         };
-        self.env.progress.send(Event::StepFinished {
-            step: id,
-            outcome,
-            seconds: if outcome == Outcome::Cached {
-                0.0
-            } else {
-                t.elapsed().as_secs_f64()
-            },
-        });
+        self.finish_event(id, outcome, t);
         res.map(|(v, _)| v)
     }
 

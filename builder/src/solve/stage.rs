@@ -767,7 +767,7 @@ impl Engine<'_> {
         });
     }
 
-    fn finish_event(&self, id: u32, outcome: Outcome, started: Instant) {
+    pub(super) fn finish_event(&self, id: u32, outcome: Outcome, started: Instant) {
         self.env.progress.send(Event::StepFinished {
             step: id,
             outcome,
@@ -1403,23 +1403,13 @@ impl Engine<'_> {
                 let target = trim(need_target()?);
                 let source = m.source.clone().unwrap_or_else(|| "/".to_owned());
                 let readonly = m.readonly;
-                match m.from.as_deref().map(|f| self.resolve_from(f)) {
-                    None => {
-                        let (host, digest) = self.context.subtree(&source).map_err(|e| {
-                            Failure::new(
-                                Exit::Input,
-                                format!("`RUN --mount=type=bind,source={source}`"),
-                            )
-                            .caused_by(e)
-                        })?;
-                        key.add("mount", format!("bind-context\0{target}\0{digest}"));
-                        volumes.push(Volume {
-                            source: host,
-                            dest: target,
-                            readonly: true,
-                        });
-                    }
-                    Some(FromRef::Dir(ctx)) => {
+                // The build context and named directory contexts bind alike.
+                let from = match m.from.as_deref().map(|f| self.resolve_from(f)) {
+                    None => FromRef::Dir(&self.context),
+                    Some(f) => f,
+                };
+                match from {
+                    FromRef::Dir(ctx) => {
                         let (host, digest) = ctx.subtree(&source).map_err(|e| {
                             Failure::new(
                                 Exit::Input,
@@ -1434,7 +1424,7 @@ impl Engine<'_> {
                             readonly: true,
                         });
                     }
-                    Some(FromRef::Stage(i)) => {
+                    FromRef::Stage(i) => {
                         let s = self.stage_dep(c, i)?;
                         key.add(
                             "mount",
@@ -1448,7 +1438,7 @@ impl Engine<'_> {
                             readonly,
                         });
                     }
-                    Some(FromRef::Image(r)) => {
+                    FromRef::Image(r) => {
                         let (layers, fs_key) = self.image_tree(&r, &c.platform)?;
                         key.add(
                             "mount",
