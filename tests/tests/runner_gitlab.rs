@@ -634,9 +634,10 @@ fn the_global_limit_holds_across_instances() {
     setup.user.give(&token_b).unwrap();
     let config = std::fs::read_to_string(&setup.config).unwrap();
     let second = format!(
-        "\n[[gitlab]]\nname = \"second\"\nurl = \"{}\"\ntoken_file = \"{}\"\nconcurrency = 2\ncheck_interval = \"200ms\"\n",
+        "\n[[gitlab]]\nname = \"second\"\nurl = \"{}\"\ntoken_file = \"{}\"\nconcurrency = 2\ncheck_interval = \"200ms\"\ndefault_image = \"{}\"\n",
         b.url(),
-        token_b.display()
+        token_b.display(),
+        setup.image
     );
     std::fs::write(&setup.config, config + &second).unwrap();
     let mut ids = Vec::new();
