@@ -410,6 +410,26 @@ mod tests {
     }
 
     #[test]
+    fn a_dynamically_linked_binary_is_told_from_a_static_one() {
+        // This test binary is dynamically linked (cargo's default on linux-gnu).
+        let me = std::fs::read("/proc/self/exe").unwrap();
+        assert_eq!(elf_interpreter(&me), Some(true));
+        // The same header with its program headers' types cleared: no PT_INTERP.
+        let mut stat = me.clone();
+        let phoff =
+            usize::try_from(u64::from_le_bytes(stat[0x20..0x28].try_into().unwrap())).unwrap();
+        let size = usize::from(u16::from_le_bytes(stat[0x36..0x38].try_into().unwrap()));
+        let n = usize::from(u16::from_le_bytes(stat[0x38..0x3a].try_into().unwrap()));
+        for i in 0..n {
+            let at = phoff + i * size;
+            stat[at..at + 4].copy_from_slice(&1u32.to_le_bytes());
+        }
+        assert_eq!(elf_interpreter(&stat), Some(false));
+        assert_eq!(elf_interpreter(b"#!/bin/sh\necho\n"), None);
+        assert_eq!(elf_interpreter(&me[..0x30]), None);
+    }
+
+    #[test]
     fn test_shell_uses_host_paths() {
         let e = exec(ExecutorKind::UnsandboxedTestShell);
         let layout = e.layout(Path::new("/s/0"), Path::new("/c"));
