@@ -10,7 +10,9 @@
 //! moment while the runner is idle, in two scenarios: GitLab holds job requests (Workhorse
 //! long polling) and GitLab answers at once (no long polling). For each job it prints:
 //!
-//! - **pickup**: job queued -> its script's first command runs (`date +%s%N` in the job);
+//! - **pickup**: job queued -> its script's first command runs (it touches a file in
+//!   `$CI_BUILDS_DIR`, which is the slot directory on the host: its mtime is the moment;
+//!   busybox `date` has no `%N`);
 //! - **handed out -> script**: GitLab answered the request -> the script runs (prepare);
 //! - **job total**: queued -> GitLab has the final status;
 //! - **overhead**: job total minus the same script run directly with `sh -c`, and minus
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rbuild_e2e::gitlab::{FakeGitlab, JobSpec, JobState};
 use rbuild_e2e::runner::RunnerSetup;
 
-const SCRIPT: &str = "echo T_START=$(date +%s%N)";
+const SCRIPT: &str = "touch \"$CI_BUILDS_DIR/T_START\"";
 
 fn now_ns() -> u128 {
     SystemTime::now()
@@ -101,12 +103,11 @@ fn scenario(jobs: usize, long_poll: bool) -> Result<Row, String> {
                 job.trace_text()
             ));
         }
-        let start: u128 = job
-            .trace_text()
-            .lines()
-            .find_map(|l| l.strip_prefix("T_START="))
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or("no T_START in the trace")?;
+        let start: u128 = std::fs::metadata(setup.builds_dir.join("main/0/T_START"))
+            .and_then(|m| m.modified())
+            .map_err(|e| format!("no T_START marker: {e}"))?
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         let picked = job.picked_at.ok_or("never picked")?;
         let finished = job.finished_at.ok_or("never finished")?;
         let picked_wall = queued_wall + picked.duration_since(queued).as_nanos();
@@ -141,11 +142,14 @@ fn direct(runs: usize, image: Option<&str>) -> Result<Vec<f64>, String> {
                 if pull {
                     c.arg("--pull");
                 }
-                c.args([image, "--"]).arg("sh");
+                c.args(["--env", "CI_BUILDS_DIR=/tmp", image, "--"])
+                    .arg("sh");
                 c
             }
         };
-        c.args(["-c", SCRIPT]).current_dir("/");
+        c.args(["-c", SCRIPT])
+            .env("CI_BUILDS_DIR", "/tmp")
+            .current_dir("/");
         c
     };
     if image.is_some() {
