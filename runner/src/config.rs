@@ -1081,6 +1081,31 @@ mod tests {
     }
 
     #[test]
+    fn nested_rbuild_defaults_to_rbuild_and_must_be_executable() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let d = tempfile::tempdir().unwrap();
+        token_file(d.path());
+        let rbuild = write(d.path(), "rbuild", "#!/bin/sh\n");
+        std::fs::set_permissions(&rbuild, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let base = "[[gitlab]]\nname = \"main\"\nurl = \"https://g.example\"\ntoken_file = \"gitlab.token\"\n\n[executor]\nrbuild = \"rbuild\"\n";
+        let cfg = write(d.path(), "a.toml", base);
+        let c = load(&cfg, &env(&[])).unwrap();
+        assert_eq!(c.executor.nested_rbuild, rbuild);
+        let cfg = write(
+            d.path(),
+            "b.toml",
+            &format!("{base}nested_rbuild = \"static/rbuild\"\n"),
+        );
+        let p = problems(load(&cfg, &env(&[])));
+        assert!(
+            p.iter().any(|p| p.key == "executor.nested_rbuild"
+                && p.message.contains("static/rbuild")
+                && p.fix.contains("statically linked")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
     fn smallest_design_config_works() {
         let d = tempfile::tempdir().unwrap();
         token_file(d.path());
