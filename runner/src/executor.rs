@@ -18,9 +18,9 @@
 //! step is a signal to the child's process group.
 //!
 //! The `unsandboxed-test-shell` executor runs `sh SCRIPT` on the host as the runner's own
-//! user with host paths and no image. It exists so the daemon and the job lifecycle can be
-//! tested end to end before and besides the sandbox; configuration refuses it unless
-//! `RBUILD_RUNNER_UNSANDBOXED_TEST_EXECUTOR=1`.
+//! user with host paths and no image. Only this module's unit tests use it (process-group
+//! handling without a sandbox); the end-to-end tests run every job through `rbuild run`.
+//! Configuration refuses it unless `RBUILD_RUNNER_UNSANDBOXED_TEST_EXECUTOR=1`.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
