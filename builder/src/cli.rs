@@ -131,7 +131,8 @@ pub struct BuildArgs {
     /// Format of diagnostics on stderr (default: `github` when `GITHUB_ACTIONS=true`)
     #[arg(long, value_enum)]
     pub message_format: Option<MessageFormat>,
-    /// Write all diagnostics as a JSON array to this file
+    /// Write all diagnostics as a JSON array to this file (with `RBUILD_DIAGNOSTICS_DIR` set,
+    /// they are also written to a new file in that directory, for a CI runner to report)
     #[arg(long)]
     pub diagnostics_file: Option<PathBuf>,
     /// Write diagnostics as a GitLab Code Quality report to this file

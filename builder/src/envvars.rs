@@ -32,3 +32,8 @@ pub const RBUILD_ROOTFS: &str = "RBUILD_ROOTFS";
 
 /// Base of the default cache directory when `XDG_CACHE_HOME` is unset (`$HOME/.cache`).
 pub const HOME: &str = "HOME";
+
+/// A directory where `rbuild build` also writes its diagnostics (a JSON array, one file per
+/// build), besides any `--diagnostics-file`. `rbuild-runner` sets it in CI job sandboxes
+/// and reports what nested builds wrote there (a GitLab Code Quality report).
+pub const RBUILD_DIAGNOSTICS_DIR: &str = "RBUILD_DIAGNOSTICS_DIR";

@@ -98,6 +98,10 @@ pub struct ExecutorConfig {
     pub kind: ExecutorKind,
     /// The `rbuild` binary the `rbuild` executor starts.
     pub rbuild: PathBuf,
+    /// The `rbuild` binary mounted read-only at `/usr/local/bin/rbuild` inside job
+    /// sandboxes, so job scripts can run nested `rbuild build` (default: `rbuild`). It runs
+    /// in the job's image, so a statically linked build works in any image.
+    pub nested_rbuild: PathBuf,
     /// Network of job sandboxes.
     pub network: Network,
     /// How long a killed job gets between SIGTERM and SIGKILL.
@@ -211,7 +215,7 @@ const TOP_KEYS: &[&str] = &[
     "gitlab",
     "github",
 ];
-const EXECUTOR_KEYS: &[&str] = &["kind", "rbuild", "network", "kill_grace"];
+const EXECUTOR_KEYS: &[&str] = &["kind", "rbuild", "nested_rbuild", "network", "kill_grace"];
 const GITLAB_KEYS: &[&str] = &[
     "name",
     "url",
@@ -791,6 +795,19 @@ fn validate_executor(
             fix: "install `rbuild` next to `rbuild-runner` or on PATH, or set `rbuild = \"/path/to/rbuild\"` in `[executor]`".to_owned(),
         });
     }
+    let nested_rbuild = t
+        .path("nested_rbuild", dir, problems)
+        .unwrap_or_else(|| rbuild.clone());
+    if kind == ExecutorKind::Rbuild && !is_executable(&nested_rbuild) {
+        problems.push(Problem {
+            key: "executor.nested_rbuild".to_owned(),
+            message: format!(
+                "`{}` is not an executable `rbuild` binary",
+                nested_rbuild.display()
+            ),
+            fix: "point `nested_rbuild` at the (preferably statically linked) `rbuild` job scripts should run, or leave it out to use `rbuild`".to_owned(),
+        });
+    }
     let network = match t.string("network", problems).as_deref() {
         None | Some("host") => Network::Host,
         Some("none") => Network::None,
@@ -809,6 +826,7 @@ fn validate_executor(
     Some(ExecutorConfig {
         kind,
         rbuild,
+        nested_rbuild,
         network,
         kill_grace,
     })
@@ -1060,6 +1078,31 @@ mod tests {
             Err(ConfigError::Invalid { problems, .. }) => problems,
             other => panic!("expected problems, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn nested_rbuild_defaults_to_rbuild_and_must_be_executable() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let d = tempfile::tempdir().unwrap();
+        token_file(d.path());
+        let rbuild = write(d.path(), "rbuild", "#!/bin/sh\n");
+        std::fs::set_permissions(&rbuild, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let base = "[[gitlab]]\nname = \"main\"\nurl = \"https://g.example\"\ntoken_file = \"gitlab.token\"\n\n[executor]\nrbuild = \"rbuild\"\n";
+        let cfg = write(d.path(), "a.toml", base);
+        let c = load(&cfg, &env(&[])).unwrap();
+        assert_eq!(c.executor.nested_rbuild, rbuild);
+        let cfg = write(
+            d.path(),
+            "b.toml",
+            &format!("{base}nested_rbuild = \"static/rbuild\"\n"),
+        );
+        let p = problems(load(&cfg, &env(&[])));
+        assert!(
+            p.iter().any(|p| p.key == "executor.nested_rbuild"
+                && p.message.contains("static/rbuild")
+                && p.fix.contains("statically linked")),
+            "{p:?}"
+        );
     }
 
     #[test]

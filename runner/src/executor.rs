@@ -3,19 +3,24 @@
 //! The `rbuild` executor starts, for every step,
 //!
 //! ```text
-//! rbuild run [--platform P] --network host|none --volume SLOT:/builds --volume CACHE:/cache \
+//! rbuild run --cache-dir CACHE_DIR/.rbuild [--pull] [--platform P] --network host|none \
+//!     --volume SLOT:/builds --volume CACHE:/cache --volume NESTED_RBUILD:/usr/local/bin/rbuild:ro \
 //!     IMAGE -- sh /builds/<project>.tmp/<step>.sh
 //! ```
 //!
-//! as a child process in its own process group: rbuild pulls the image, creates a fresh
-//! unprivileged sandbox and runs the script in it; the sandbox dies with that process.
+//! as a child process in its own process group: rbuild pulls the image (into the runner's
+//! own image store under its cache directory), creates a fresh unprivileged sandbox and
+//! runs the script in it; the sandbox dies with that process. The `rbuild` binary mounted
+//! at `/usr/local/bin/rbuild` lets the script run nested builds; it runs inside the job's
+//! image, so it should be statically linked (a dynamically linked one needs a compatible
+//! C library in the image, and the job log says so).
 //! This crate never creates namespaces (`#![forbid(unsafe_code)]`, no `nix`); stopping a
 //! step is a signal to the child's process group.
 //!
 //! The `unsandboxed-test-shell` executor runs `sh SCRIPT` on the host as the runner's own
-//! user with host paths and no image. It exists so the daemon and the job lifecycle can be
-//! tested end to end before and besides the sandbox; configuration refuses it unless
-//! `RBUILD_RUNNER_UNSANDBOXED_TEST_EXECUTOR=1`.
+//! user with host paths and no image. Only this module's unit tests use it (process-group
+//! handling without a sandbox); the end-to-end tests run every job through `rbuild run`.
+//! Configuration refuses it unless `RBUILD_RUNNER_UNSANDBOXED_TEST_EXECUTOR=1`.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -37,6 +42,11 @@ pub const BUILDS_INSIDE: &str = "/builds";
 pub const CACHE_INSIDE: &str = "/cache";
 /// The `rbuild run` flag that bind-mounts a host directory (`HOST:CONTAINER`).
 pub const VOLUME_FLAG: &str = "--volume";
+/// Where the nested `rbuild` binary is mounted in the sandbox (on every image's PATH).
+pub const NESTED_RBUILD_INSIDE: &str = "/usr/local/bin/rbuild";
+/// The runner's image store (`rbuild run --cache-dir`), under the configured cache
+/// directory; instance names cannot start with a dot, so it never meets a job's cache.
+pub const IMAGE_STORE: &str = ".rbuild";
 
 /// The host and sandbox paths of one job.
 #[derive(Debug, Clone)]
@@ -70,12 +80,20 @@ pub struct StepSpec<'a> {
     /// Extra environment of the launched process (not of the script: the script reads
     /// its variables from a file it sources).
     pub env: Vec<(String, OsString)>,
+    /// Look the image up at its registry even when the store has it (`pull_policy:
+    /// always`, GitLab's default).
+    pub pull: bool,
 }
 
 /// The configured executor.
 #[derive(Debug, Clone)]
 pub struct Executor {
     pub config: ExecutorConfig,
+    /// `rbuild run --cache-dir`: the image store and sandbox state of job sandboxes.
+    pub image_store: PathBuf,
+    /// Whether the nested `rbuild` needs a dynamic loader (`PT_INTERP`), i.e. a C library
+    /// in the job's image.
+    pub nested_is_dynamic: bool,
 }
 
 /// Why a step was stopped from outside.
@@ -96,8 +114,18 @@ pub enum StepEnd {
 }
 
 impl Executor {
-    pub fn new(config: ExecutorConfig) -> Self {
-        Executor { config }
+    /// The executor of `config`; `cache_dir` is the runner's cache directory.
+    pub fn new(config: ExecutorConfig, cache_dir: &Path) -> Self {
+        let nested_is_dynamic = config.kind == ExecutorKind::Rbuild
+            && std::fs::read(&config.nested_rbuild)
+                .ok()
+                .and_then(|elf| elf_interpreter(&elf))
+                .is_some_and(|has| has);
+        Executor {
+            config,
+            image_store: cache_dir.join(IMAGE_STORE),
+            nested_is_dynamic,
+        }
     }
 
     pub fn kind(&self) -> ExecutorKind {
@@ -127,7 +155,15 @@ impl Executor {
         let script = layout.inside(step.script);
         match self.config.kind {
             ExecutorKind::Rbuild => {
-                let mut argv: Vec<OsString> = vec![self.config.rbuild.clone().into(), "run".into()];
+                let mut argv: Vec<OsString> = vec![
+                    self.config.rbuild.clone().into(),
+                    "run".into(),
+                    "--cache-dir".into(),
+                    self.image_store.clone().into(),
+                ];
+                if step.pull {
+                    argv.push("--pull".into());
+                }
                 if let Some(p) = step.platform {
                     argv.extend(["--platform".into(), p.into()]);
                 }
@@ -138,6 +174,13 @@ impl Executor {
                     volume(&layout.slot_host, &layout.slot_inside),
                     VOLUME_FLAG.into(),
                     volume(&layout.cache_host, &layout.cache_inside),
+                    VOLUME_FLAG.into(),
+                    {
+                        let mut v =
+                            volume(&self.config.nested_rbuild, Path::new(NESTED_RBUILD_INSIDE));
+                        v.push(":ro");
+                        v
+                    },
                     step.image.into(),
                     "--".into(),
                     "sh".into(),
@@ -178,6 +221,27 @@ fn volume(host: &Path, inside: &Path) -> OsString {
     v.push(":");
     v.push(inside);
     v
+}
+
+/// Whether an ELF file asks for a program interpreter (a `PT_INTERP` program header: it
+/// is dynamically linked); `None` when it is not a 64-bit little-endian ELF file.
+fn elf_interpreter(elf: &[u8]) -> Option<bool> {
+    const PT_INTERP: u32 = 3;
+    let u16_at = |o: usize| Some(u16::from_le_bytes(elf.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(elf.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |o: usize| Some(u64::from_le_bytes(elf.get(o..o + 8)?.try_into().ok()?));
+    // Magic, ELFCLASS64, ELFDATA2LSB.
+    if elf.get(..6)? != b"\x7fELF\x02\x01" {
+        return None;
+    }
+    let phoff = usize::try_from(u64_at(0x20)?).ok()?;
+    let phentsize = usize::from(u16_at(0x36)?);
+    let phnum = usize::from(u16_at(0x38)?);
+    let mut any = false;
+    for i in 0..phnum {
+        any |= u32_at(phoff.checked_add(i.checked_mul(phentsize)?)?)? == PT_INTERP;
+    }
+    Some(any)
 }
 
 /// Signals a process group; a group that is gone already is fine.
@@ -305,12 +369,16 @@ mod tests {
     use crate::config::Network;
 
     fn exec(kind: ExecutorKind) -> Executor {
-        Executor::new(ExecutorConfig {
-            kind,
-            rbuild: PathBuf::from("/usr/bin/rbuild"),
-            network: Network::Host,
-            kill_grace: Duration::from_secs(1),
-        })
+        Executor::new(
+            ExecutorConfig {
+                kind,
+                rbuild: PathBuf::from("/usr/bin/rbuild"),
+                nested_rbuild: PathBuf::from("/opt/rbuild-static/rbuild"),
+                network: Network::Host,
+                kill_grace: Duration::from_secs(1),
+            },
+            Path::new("/var/cache/r"),
+        )
     }
 
     #[test]
@@ -328,6 +396,7 @@ mod tests {
                 platform: Some("linux/arm64"),
                 script: &script,
                 env: vec![],
+                pull: true,
             },
         );
         let argv: Vec<String> = argv
@@ -336,8 +405,28 @@ mod tests {
             .collect();
         assert_eq!(
             argv.join(" "),
-            "/usr/bin/rbuild run --platform linux/arm64 --network host --volume /var/lib/r/builds/main/0:/builds --volume /var/lib/r/cache/main/g/p:/cache registry.example/img:1 -- sh /builds/g/p.tmp/step_script.sh"
+            "/usr/bin/rbuild run --cache-dir /var/cache/r/.rbuild --pull --platform linux/arm64 --network host --volume /var/lib/r/builds/main/0:/builds --volume /var/lib/r/cache/main/g/p:/cache --volume /opt/rbuild-static/rbuild:/usr/local/bin/rbuild:ro registry.example/img:1 -- sh /builds/g/p.tmp/step_script.sh"
         );
+    }
+
+    #[test]
+    fn a_dynamically_linked_binary_is_told_from_a_static_one() {
+        // This test binary is dynamically linked (cargo's default on linux-gnu).
+        let me = std::fs::read("/proc/self/exe").unwrap();
+        assert_eq!(elf_interpreter(&me), Some(true));
+        // The same header with its program headers' types cleared: no PT_INTERP.
+        let mut stat = me.clone();
+        let phoff =
+            usize::try_from(u64::from_le_bytes(stat[0x20..0x28].try_into().unwrap())).unwrap();
+        let size = usize::from(u16::from_le_bytes(stat[0x36..0x38].try_into().unwrap()));
+        let n = usize::from(u16::from_le_bytes(stat[0x38..0x3a].try_into().unwrap()));
+        for i in 0..n {
+            let at = phoff + i * size;
+            stat[at..at + 4].copy_from_slice(&1u32.to_le_bytes());
+        }
+        assert_eq!(elf_interpreter(&stat), Some(false));
+        assert_eq!(elf_interpreter(b"#!/bin/sh\necho\n"), None);
+        assert_eq!(elf_interpreter(&me[..0x30]), None);
     }
 
     #[test]
@@ -352,6 +441,7 @@ mod tests {
                 platform: None,
                 script: &script,
                 env: vec![],
+                pull: false,
             },
         );
         assert_eq!(
@@ -393,6 +483,7 @@ mod tests {
                 platform: None,
                 script: &script,
                 env: vec![],
+                pull: false,
             },
         );
         let end = run_step(
@@ -439,6 +530,7 @@ mod tests {
             platform: None,
             script: &script,
             env: vec![],
+            pull: false,
         };
         let t = std::time::Instant::now();
         let end = run_step(

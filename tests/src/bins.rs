@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::gate::Missing;
 
 /// The target profile directory (`target/debug`) of the running executable.
-fn profile_dir() -> Option<PathBuf> {
+pub fn profile_dir() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let dir = exe.parent()?;
     if dir.file_name().is_some_and(|n| n == "deps") {
@@ -37,10 +37,15 @@ pub fn binary(name: &str) -> Result<PathBuf, Missing> {
             "`cargo build --workspace --bins` (./scripts/test does this first)",
         ));
     }
-    if world_reachable(&path) {
-        return Ok(path);
+    reachable(&path, name)
+}
+
+/// `path` itself when the test user can run it there, else a world-readable copy.
+pub fn reachable(path: &Path, name: &str) -> Result<PathBuf, Missing> {
+    if world_reachable(path) {
+        return Ok(path.to_owned());
     }
-    stage(&path, name).map_err(|e| {
+    stage(path, name).map_err(|e| {
         Missing::new(
             format!("cannot copy `{name}` where the test user can run it: {e}"),
             "run the tests from a directory other users can read",

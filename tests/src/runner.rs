@@ -2,11 +2,11 @@
 //! [`FakeGitlab`](crate::gitlab::FakeGitlab), the daemon started as the unprivileged test
 //! user, and helpers to signal and wait for it.
 //!
-//! Until `rbuild run` (the sandbox) lands, the daemon's jobs run with the
-//! `unsandboxed-test-shell` executor: the job script runs with `sh` as the test user,
-//! with no sandbox and no image. Switching these tests to the real sandbox is one line:
-//! [`SANDBOX`] = `true` makes every runner use `kind = "rbuild"` with the workspace's
-//! `rbuild` binary and a real registry holding busybox as the default job image.
+//! Jobs run in the real sandbox: the `rbuild` executor starts the workspace's `rbuild run`
+//! with busybox (pushed to a real registry on 127.0.0.1) as the default job image. The
+//! `rbuild` mounted into job sandboxes for nested builds is the statically linked build
+//! ([`static_rbuild`]) when there is one, since busybox has no C library; tests that run
+//! nested builds require it.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -18,15 +18,46 @@ use crate::gate::Missing;
 use crate::gitlab::FakeGitlab;
 use crate::user::TestUser;
 
-/// Whether jobs run in the real sandbox (`rbuild run`); `false` until it lands.
-pub const SANDBOX: bool = false;
+/// The target triple the statically linked `rbuild` is built for: the host's.
+pub fn static_target() -> String {
+    format!("{}-unknown-linux-gnu", std::env::consts::ARCH)
+}
 
-/// The executor the tests' runners use, as `[executor] kind` names it.
-pub const EXECUTOR: &str = if SANDBOX {
-    "rbuild"
-} else {
-    "unsandboxed-test-shell"
-};
+/// How to build the statically linked `rbuild` (what `./scripts/test` runs).
+pub fn static_build_command() -> String {
+    format!(
+        "RUSTFLAGS='-C target-feature=+crt-static' cargo build -p rbuild --bin rbuild --target {}",
+        static_target()
+    )
+}
+
+/// The statically linked `rbuild` (`target/<host triple>/<profile>/rbuild`),
+/// reachable by the test user; a missing one is a [`Missing`] naming the command that
+/// builds it. (Its age is not compared with the workspace's `rbuild`: cargo relinks each
+/// only when it changed, so mtimes say nothing; `./scripts/test` builds both.)
+pub fn static_rbuild() -> Result<PathBuf, Missing> {
+    let hint = format!(
+        "build it: `{}` (./scripts/test does this first)",
+        static_build_command()
+    );
+    let profile = crate::bins::profile_dir()
+        .ok_or_else(|| Missing::new("cannot find cargo's target directory", hint.clone()))?;
+    let name = profile
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let path = profile
+        .parent()
+        .map(|t| t.join(static_target()).join(name).join("rbuild"))
+        .unwrap_or_default();
+    if !path.is_file() {
+        return Err(Missing::new(
+            format!("the statically linked `{}` is not built", path.display()),
+            hint,
+        ));
+    }
+    crate::bins::reachable(&path, "rbuild-static")
+}
 
 /// A configuration and the directories of one runner.
 #[derive(Debug)]
@@ -38,8 +69,12 @@ pub struct RunnerSetup {
     pub config: PathBuf,
     pub state_dir: PathBuf,
     pub builds_dir: PathBuf,
-    /// With [`SANDBOX`]: the registry serving the default job image.
-    pub registry: Option<crate::Registry>,
+    /// The registry serving the default job image (busybox).
+    pub registry: crate::Registry,
+    /// The default job image, `127.0.0.1:PORT/busybox:latest`.
+    pub image: String,
+    /// The `rbuild` mounted into job sandboxes (statically linked when there is one).
+    pub nested_rbuild: PathBuf,
 }
 
 impl RunnerSetup {
@@ -68,17 +103,16 @@ impl RunnerSetup {
         let state_dir = dir.path().join("state");
         let builds_dir = dir.path().join("builds");
         let config = dir.path().join("runner.toml");
-        let (executor, default_image, registry) = if SANDBOX {
-            let env = crate::Env::get()?;
-            let (registry, busybox) = crate::registry_with_busybox()?;
-            (
-                format!("kind = \"rbuild\"\nrbuild = \"{}\"", env.rbuild.display()),
-                format!("default_image = \"{busybox}\"\n"),
-                Some(registry),
-            )
-        } else {
-            (format!("kind = \"{EXECUTOR}\""), String::new(), None)
-        };
+        let env = crate::Env::get()?;
+        crate::userns(user)?;
+        let (registry, image) = crate::registry_with_busybox()?;
+        let nested_rbuild = static_rbuild().unwrap_or_else(|_| env.rbuild.clone());
+        let executor = format!(
+            "kind = \"rbuild\"\nrbuild = \"{}\"\nnested_rbuild = \"{}\"",
+            env.rbuild.display(),
+            nested_rbuild.display()
+        );
+        let default_image = format!("default_image = \"{image}\"\n");
         let shutdown = if extra.contains("shutdown_timeout") {
             ""
         } else {
@@ -102,14 +136,15 @@ impl RunnerSetup {
             state_dir,
             builds_dir,
             registry,
+            image,
+            nested_rbuild,
         })
     }
 
-    /// `rbuild-runner ARGS` as the test user, with the test executor allowed.
+    /// `rbuild-runner ARGS` as the test user.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = self.user.command(&self.binary);
         cmd.args(args)
-            .env("RBUILD_RUNNER_UNSANDBOXED_TEST_EXECUTOR", "1")
             .env(
                 "RBUILD_RUNNER_LOG",
                 std::env::var("RBUILD_RUNNER_LOG").unwrap_or_else(|_| "info".to_owned()),

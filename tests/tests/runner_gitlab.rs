@@ -1,14 +1,14 @@
 //! End-to-end tests of `rbuild-runner` against the fake GitLab (`rbuild_e2e::gitlab`),
 //! which enforces the Runner API: every test ends by asserting it saw no protocol
-//! violation. The daemon runs as the unprivileged test user with the test executor
-//! (`rbuild_e2e::runner::EXECUTOR`) until `rbuild run` lands.
+//! violation. The daemon runs as the unprivileged test user and runs every job in a real
+//! `rbuild run` sandbox, in busybox pulled from a real registry on 127.0.0.1.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rbuild_e2e::gitlab::{FakeGitlab, JobSpec, JobState};
 use rbuild_e2e::require;
-use rbuild_e2e::runner::{RunnerSetup, SANDBOX, push_commits};
+use rbuild_e2e::runner::{RunnerSetup, push_commits};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_mins(1);
@@ -142,9 +142,9 @@ fn script_failure_reports_the_exit_code_and_the_full_masked_trace() {
         );
     }
     assert!(!trace.contains("never"), "{trace}");
-    assert_eq!(
-        trace.contains("the `unsandboxed-test-shell` executor"),
-        !SANDBOX,
+    assert!(
+        trace.contains("Using rbuild run with image ")
+            && !trace.contains("the `unsandboxed-test-shell` executor"),
         "{trace}"
     );
     for section in [
@@ -634,9 +634,10 @@ fn the_global_limit_holds_across_instances() {
     setup.user.give(&token_b).unwrap();
     let config = std::fs::read_to_string(&setup.config).unwrap();
     let second = format!(
-        "\n[[gitlab]]\nname = \"second\"\nurl = \"{}\"\ntoken_file = \"{}\"\nconcurrency = 2\ncheck_interval = \"200ms\"\n",
+        "\n[[gitlab]]\nname = \"second\"\nurl = \"{}\"\ntoken_file = \"{}\"\nconcurrency = 2\ncheck_interval = \"200ms\"\ndefault_image = \"{}\"\n",
         b.url(),
-        token_b.display()
+        token_b.display(),
+        setup.image
     );
     std::fs::write(&setup.config, config + &second).unwrap();
     let mut ids = Vec::new();
@@ -816,4 +817,157 @@ fn a_rejected_runner_token_stops_the_daemon_with_a_clear_error() {
     );
     assert!(!log.contains("glrt-not-the-right-token"), "{log}");
     assert!(Path::new(&setup.state_dir).is_dir());
+}
+
+/// The manifest `reference` of `repo` in `registry` (`HOST:PORT`): its digest, or `None`
+/// when the registry does not have it.
+fn registry_manifest(registry: &str, repo: &str, reference: &str) -> Option<String> {
+    let agent = rbuild_e2e::http::agent();
+    let resp = agent
+        .get(&format!("http://{registry}/v2/{repo}/manifests/{reference}"))
+        .header(
+            "Accept",
+            "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json",
+        )
+        .call()
+        .ok()?;
+    if resp.status() != 200 {
+        return None;
+    }
+    resp.headers()
+        .get("Docker-Content-Digest")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+#[test]
+fn a_job_builds_and_pushes_an_image_with_nested_rbuild() {
+    let gl = FakeGitlab::start();
+    let setup = require!(RunnerSetup::new(&gl, 1, ""));
+    require!(rbuild_e2e::runner::static_rbuild());
+    let (bare, url) = gl.add_repo("group/app");
+    let dockerfile = format!(
+        "FROM {}\nRUN echo built-in-ci > /built && id -u > /uid\nCMD [\"cat\", \"/built\"]\n",
+        setup.image
+    );
+    let shas = push_commits(&bare, &[&[("Dockerfile", &dockerfile)]]);
+    let target = format!("{}/group/app:ci", setup.registry.host());
+    let id = gl.enqueue(
+        &JobSpec::new("image")
+            .git(
+                &url,
+                &shas[0],
+                &["+refs/heads/main:refs/remotes/origin/main".to_owned()],
+                1,
+            )
+            .variable("TARGET", &target)
+            .script(&[
+                "command -v rbuild",
+                "cat /proc/self/uid_map",
+                "rbuild build --progress plain --metadata-file meta.json -t \"$TARGET\" --push . > digest",
+                "echo \"pushed $(cat digest)\"",
+                "rbuild run --pull \"$TARGET\" -- cat /built /uid",
+            ]),
+    );
+    let mut daemon = setup.start(&["--max-jobs", "1"]);
+    let job = gl.wait_finished(id, Duration::from_mins(3));
+    assert!(daemon.wait(WAIT).success(), "{}", daemon.log_text());
+    let trace = job.trace_text();
+    assert_eq!(job.state, JobState::Success, "{trace}");
+    assert!(trace.contains("/usr/local/bin/rbuild"), "{trace}");
+    assert!(trace.contains("built-in-ci\n0\n"), "{trace}");
+    let digest = trace
+        .lines()
+        .find_map(|l| l.strip_prefix("pushed "))
+        .unwrap_or_else(|| panic!("no digest in the trace:\n{trace}"))
+        .trim()
+        .to_owned();
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    let host = setup.registry.host();
+    assert_eq!(
+        registry_manifest(&host, "group/app", "ci").as_deref(),
+        Some(digest.as_str()),
+        "the registry does not hold the pushed image"
+    );
+    assert_clean(&gl);
+}
+
+#[test]
+fn a_known_cause_in_a_nested_build_becomes_a_code_quality_finding_on_its_line() {
+    let gl = FakeGitlab::start();
+    let setup = require!(RunnerSetup::new(&gl, 1, ""));
+    require!(rbuild_e2e::runner::static_rbuild());
+    let (bare, url) = gl.add_repo("group/daemon");
+    // Line 3 starts a listener in the background and leaves it running.
+    let dockerfile = format!(
+        "FROM {}\nRUN echo setup\nRUN (nc -l -p 8080 -e cat >/dev/null 2>&1 &) ; sleep 1\n",
+        setup.image
+    );
+    let shas = push_commits(&bare, &[&[("Dockerfile", &dockerfile)]]);
+    let id = gl.enqueue(
+        &JobSpec::new("leaky")
+            .git(
+                &url,
+                &shas[0],
+                &["+refs/heads/main:refs/remotes/origin/main".to_owned()],
+                1,
+            )
+            .script(&["rbuild build --progress plain ."])
+            .artifact(json!({"name": "gl-code-quality-report.json", "untracked": false, "paths": [], "when": "always", "artifact_type": "codequality", "artifact_format": "gzip", "expire_in": "1 week"})),
+    );
+    let mut daemon = setup.start(&["--max-jobs", "1"]);
+    let job = gl.wait_finished(id, Duration::from_mins(3));
+    assert!(daemon.wait(WAIT).success(), "{}", daemon.log_text());
+    let trace = job.trace_text();
+    assert_eq!(job.state, JobState::Success, "{trace}");
+    let cq = job
+        .upload("codequality")
+        .unwrap_or_else(|| panic!("no Code Quality upload:\n{trace}"));
+    let report: Vec<serde_json::Value> = serde_json::from_slice(&cq.content()).unwrap();
+    let leak = report
+        .iter()
+        .find(|f| f["check_name"] == "rbuild/no-process-sandbox-leaked-process")
+        .unwrap_or_else(|| panic!("no leaked-process finding in {report:#?}\n{trace}"));
+    assert_eq!(leak["location"]["path"], "Dockerfile", "{leak}");
+    assert_eq!(leak["location"]["lines"]["begin"], 3, "{leak}");
+    assert_eq!(leak["severity"], "minor", "{leak}");
+    assert_clean(&gl);
+}
+
+#[test]
+fn a_registry_outage_during_the_image_pull_is_an_image_pull_failure() {
+    let gl = FakeGitlab::start();
+    let setup = require!(RunnerSetup::new(&gl, 1, ""));
+    // The registry goes away before the job's image is pulled.
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &setup.registry.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // A GitLab that knows `image_pull_failure` (the documented example payload predates it).
+    let mut reasons = rbuild_e2e::gitlab::FAILURE_REASONS.to_vec();
+    reasons.push("image_pull_failure");
+    let id = gl.enqueue(
+        &JobSpec::new("unpullable")
+            .failure_reasons(&reasons)
+            .script(&["echo script-ran"]),
+    );
+    let mut daemon = setup.start(&["--max-jobs", "1"]);
+    let job = gl.wait_finished(id, WAIT);
+    assert!(daemon.wait(WAIT).success(), "{}", daemon.log_text());
+    let trace = job.trace_text();
+    assert_eq!(job.state, JobState::Failed, "{trace}");
+    assert_eq!(
+        job.failure_reason.as_deref(),
+        Some("image_pull_failure"),
+        "{trace}"
+    );
+    assert_eq!(job.exit_code, None, "{trace}");
+    assert!(!trace.contains("script-ran"), "{trace}");
+    assert!(
+        trace.contains(&format!("cannot pull `{}`", setup.image)),
+        "{trace}"
+    );
+    assert!(trace.contains("Job failed (image pull failure)"), "{trace}");
+    assert_clean(&gl);
 }

@@ -87,7 +87,10 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     drop(progress);
     renderer.finish();
 
-    if let Err(e) = outputs.emit(&diags, &mut std::io::stderr().lock()) {
+    let emitted = outputs
+        .emit(&diags, &mut std::io::stderr().lock())
+        .and_then(|()| write_to_diagnostics_dir(&diags));
+    if let Err(e) = emitted {
         // The diagnostics files could not be written: a failure of its own unless the
         // build already failed (then that is what the user needs to see).
         if result.is_ok() {
@@ -103,6 +106,24 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
     let (built, exported) = result?;
     write_metadata(args, &built, &exported)?;
     println_data(&exported.root.digest.to_string())
+}
+
+/// Writes the diagnostics to a new file in `$RBUILD_DIAGNOSTICS_DIR`, when it is set (a CI
+/// runner collects them from there).
+fn write_to_diagnostics_dir(diags: &[Diagnostic]) -> std::io::Result<()> {
+    let Some(dir) = std::env::var_os(envvars::RBUILD_DIAGNOSTICS_DIR).filter(|d| !d.is_empty())
+    else {
+        return Ok(());
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let path = Path::new(&dir).join(format!("rbuild-build-{}-{nanos}.json", std::process::id()));
+    let json = serde_json::to_vec_pretty(diags).map_err(std::io::Error::other)?;
+    // Written beside and renamed, so a reader never sees half a file.
+    let partial = path.with_extension("json.partial");
+    fs_err::write(&partial, json)?;
+    fs_err::rename(&partial, &path)
 }
 
 /// `--metadata-file` (buildx's keys, plus rbuild's `rbuild.platforms`: manifest digest per

@@ -222,6 +222,19 @@ pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
 }
 
 /// The registry client: one per command, shared by all requests of it.
+/// Builds an HTTP client; where the system has no CA certificates at all (a minimal image
+/// such as busybox, where a CI job runs a nested rbuild), one that trusts no TLS server
+/// instead of none: plain-http registries (loopback, `--insecure-registry`) still work, and
+/// an https one fails its handshake with an unknown-issuer error.
+pub(crate) fn without_system_roots_if_none(
+    builder: impl Fn() -> reqwest::ClientBuilder,
+) -> Result<reqwest::Client, reqwest::Error> {
+    builder().build().or_else(|e| {
+        tracing::warn!(error = %e, "no usable system CA certificates; https registries will not be trusted (install `ca-certificates` or set `SSL_CERT_FILE`)");
+        builder().tls_certs_only(std::iter::empty()).build()
+    })
+}
+
 #[derive(Debug)]
 pub(crate) struct Client {
     http: reqwest::Client,
@@ -236,12 +249,13 @@ impl Client {
     pub(crate) fn new(options: Options) -> Result<Client, RegistryError> {
         // One TLS stack: rustls with ring (no C toolchain beyond ring's own, no OpenSSL).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(options.timeout.min(Duration::from_secs(30)))
-            .read_timeout(options.timeout)
-            .build()
-            .map_err(RegistryError::Client)?;
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(options.timeout.min(Duration::from_secs(30)))
+                .read_timeout(options.timeout)
+        };
+        let http = without_system_roots_if_none(builder).map_err(RegistryError::Client)?;
         Ok(Client {
             http,
             options,

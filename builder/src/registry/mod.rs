@@ -86,7 +86,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod auth;
-mod client;
+pub(crate) mod client;
 mod error;
 mod pull;
 mod push;

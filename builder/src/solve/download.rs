@@ -63,11 +63,12 @@ pub(super) fn fetch(
     let fail =
         |what: String| Failure::new(Exit::Registry, format!("cannot download `{url}`: {what}"));
     let (hex, size, mtime) = runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(std::time::Duration::from_secs(30))
-            .build()
-            .map_err(|e| fail("cannot set up the HTTP client".into()).caused_by(e))?;
+        let client = crate::registry::client::without_system_roots_if_none(|| {
+            reqwest::Client::builder()
+                .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(std::time::Duration::from_secs(30))
+        })
+        .map_err(|e| fail("cannot set up the HTTP client".into()).caused_by(e))?;
         let mut resp = client
             .get(url)
             .send()

@@ -390,10 +390,11 @@ pub fn build(req: &Request, env: Env<'_>) -> anyhow::Result<Built> {
         (finals, scanner.join().unwrap_or_default())
     });
     if !scans.is_empty() {
-        // The scan names what the sandbox's extraction reported without a place.
+        // The scan names on the `FROM` line what the sandbox's extraction reported on
+        // the step that unpacked the layer.
         let ids: Vec<String> = scans.iter().map(|d| d.id.clone()).collect();
         for d in env.diagnostics.take() {
-            if !(d.line.is_none() && ids.contains(&d.id)) {
+            if !ids.contains(&d.id) {
                 env.diagnostics.push(d);
             }
         }

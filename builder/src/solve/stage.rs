@@ -689,6 +689,7 @@ impl Engine<'_> {
                     key,
                     snapshot: format!("s-{}", &key[..24]),
                     id,
+                    span,
                 };
                 match exec(st, &run) {
                     Ok(r) => {
@@ -868,7 +869,13 @@ impl Engine<'_> {
             if matches!(f, crate::sandbox::result::Fact::LeakedProcesses { .. }) {
                 continue;
             }
+            // The rest come from unpacking layers for the step; they are shown on its
+            // instruction unless the base-layer scan names the same cause on a `FROM`
+            // line (`build` keeps that one).
             let mut d = f.to_diagnostic();
+            if d.file.is_none() {
+                d = d.at(&self.req.dockerfile_name, run.span.start, run.span.end);
+            }
             if self.multi_platform {
                 d = d.with_platform(c.platform.to_string());
             }
@@ -1686,6 +1693,8 @@ pub(super) struct StepRun<'a> {
     snapshot: String,
     /// Its progress step number.
     id: u32,
+    /// Its instruction's lines in the Dockerfile (what its diagnostics point at).
+    span: Span,
 }
 
 /// `2024-05-01T12:00:00Z` (fractions and offsets allowed) as Unix seconds.

@@ -206,7 +206,7 @@ pub async fn run(config: Config, opts: Options) -> anyhow::Result<()> {
     })?;
     let hostname = fs_err::read_to_string("/proc/sys/kernel/hostname")
         .map_or_else(|_| "unknown".to_owned(), |h| h.trim().to_owned());
-    let executor = Arc::new(Executor::new(config.executor.clone()));
+    let executor = Arc::new(Executor::new(config.executor.clone(), &config.cache_dir));
     let info = Arc::new(runner_info(executor.kind().name()));
     let metrics = Arc::new(Metrics::new(config.concurrent));
     let shared = Arc::new(Shared {

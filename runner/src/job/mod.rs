@@ -468,6 +468,17 @@ impl Run<'_> {
         Some((name, platform))
     }
 
+    /// Whether the image is looked up at its registry for every job: GitLab's `always`
+    /// (the default). `if-not-present` and `never` use the runner's image store when it
+    /// holds the image (`never` still pulls an image the store lacks).
+    fn pull_always(&self) -> bool {
+        self.job
+            .image
+            .as_ref()
+            .filter(|i| !i.name.is_empty() && !i.pull_policy.is_empty())
+            .is_none_or(|i| i.pull_policy.iter().any(|p| p == "always"))
+    }
+
     async fn prepare_and_run(&mut self, started: Instant) -> Result<(), Failure> {
         let log = self.log;
         let job = self.job;
@@ -501,11 +512,28 @@ impl Run<'_> {
         );
         let image = self.image();
         match (env.executor.kind(), &image) {
-            (ExecutorKind::Rbuild, Some((name, platform))) => log.message(&format!(
-                "Using rbuild run with image {name}{}, network {}",
-                platform.as_deref().map(|p| format!(" for {p}")).unwrap_or_default(),
-                env.executor.config.network.name()
-            )),
+            (ExecutorKind::Rbuild, Some((name, platform))) => {
+                log.message(&format!(
+                    "Using rbuild run with image {name}{}, network {}{}",
+                    platform
+                        .as_deref()
+                        .map(|p| format!(" for {p}"))
+                        .unwrap_or_default(),
+                    env.executor.config.network.name(),
+                    if self.pull_always() {
+                        ", pull policy always"
+                    } else {
+                        ", pull policy if-not-present"
+                    }
+                ));
+                if env.executor.nested_is_dynamic {
+                    log.warning(&format!(
+                        "the `rbuild` mounted at `{}` (`{}`) is dynamically linked: nested `rbuild` runs only in images with a compatible C library; set `nested_rbuild` in `[executor]` to a statically linked build",
+                        executor::NESTED_RBUILD_INSIDE,
+                        env.executor.config.nested_rbuild.display()
+                    ));
+                }
+            }
             (ExecutorKind::Rbuild, None) => {
                 log.section_end("prepare_executor");
                 return Err(Failure::System(
@@ -850,6 +878,7 @@ impl Run<'_> {
             platform: platform.as_deref(),
             script: &script_path,
             env,
+            pull: self.pull_always(),
         };
         let executor = &self.env.executor;
         let cmd = executor.command(&self.layout, &spec);

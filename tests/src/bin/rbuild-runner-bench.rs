@@ -10,21 +10,25 @@
 //! moment while the runner is idle, in two scenarios: GitLab holds job requests (Workhorse
 //! long polling) and GitLab answers at once (no long polling). For each job it prints:
 //!
-//! - **pickup**: job queued -> its script's first command runs (`date +%s%N` in the job);
+//! - **pickup**: job queued -> its script's first command runs (it touches a file in
+//!   `$CI_BUILDS_DIR`, which is the slot directory on the host: its mtime is the moment;
+//!   busybox `date` has no `%N`);
 //! - **handed out -> script**: GitLab answered the request -> the script runs (prepare);
 //! - **job total**: queued -> GitLab has the final status;
-//! - **overhead**: job total minus the same script run directly with `sh -c`.
+//! - **overhead**: job total minus the same script run directly with `sh -c`, and minus
+//!   the same script run directly in the job's sandbox (`rbuild run IMAGE -- sh -c`, image
+//!   in the store): what the runner itself adds beyond the sandbox.
 //!
-//! Figures only; nothing is asserted. The executor is the current test executor
-//! (`rbuild_e2e::runner::EXECUTOR`), so sandbox creation is not in these numbers yet.
+//! Figures only; nothing is asserted. Jobs run with the `rbuild` executor in busybox from
+//! a registry on 127.0.0.1 (pull policy `always`: one manifest request per job).
 #![allow(clippy::print_stdout)] // stdout carries this benchmark's figures
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rbuild_e2e::gitlab::{FakeGitlab, JobSpec, JobState};
-use rbuild_e2e::runner::{EXECUTOR, RunnerSetup};
+use rbuild_e2e::runner::RunnerSetup;
 
-const SCRIPT: &str = "echo T_START=$(date +%s%N)";
+const SCRIPT: &str = "touch \"$CI_BUILDS_DIR/T_START\"";
 
 fn now_ns() -> u128 {
     SystemTime::now()
@@ -99,12 +103,11 @@ fn scenario(jobs: usize, long_poll: bool) -> Result<Row, String> {
                 job.trace_text()
             ));
         }
-        let start: u128 = job
-            .trace_text()
-            .lines()
-            .find_map(|l| l.strip_prefix("T_START="))
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or("no T_START in the trace")?;
+        let start: u128 = std::fs::metadata(setup.builds_dir.join("main/0/T_START"))
+            .and_then(|m| m.modified())
+            .map_err(|e| format!("no T_START marker: {e}"))?
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
         let picked = job.picked_at.ok_or("never picked")?;
         let finished = job.finished_at.ok_or("never finished")?;
         let picked_wall = queued_wall + picked.duration_since(queued).as_nanos();
@@ -123,22 +126,61 @@ fn scenario(jobs: usize, long_poll: bool) -> Result<Row, String> {
     Ok(row)
 }
 
-fn direct(runs: usize) -> Result<Vec<f64>, String> {
-    let user = rbuild_e2e::TestUser::get().map_err(|m| m.to_string())?;
+/// `sh -c SCRIPT` as the test user, or with `image`: `rbuild run IMAGE -- sh -c SCRIPT`
+/// (pulled once beforehand, so the runs time the sandbox, not the pull).
+fn direct(runs: usize, image: Option<&str>) -> Result<Vec<f64>, String> {
+    let env = rbuild_e2e::Env::get().map_err(|m| m.to_string())?;
+    let cache = env.user.tempdir().map_err(|e| e.to_string())?;
+    let command = |pull: bool| {
+        let mut c = match image {
+            None => env.user.command("sh"),
+            Some(image) => {
+                let mut c = env.rbuild();
+                c.arg("run")
+                    .arg("--cache-dir")
+                    .arg(cache.path().join("rbuild"));
+                if pull {
+                    c.arg("--pull");
+                }
+                c.args(["--env", "CI_BUILDS_DIR=/tmp", image, "--"])
+                    .arg("sh");
+                c
+            }
+        };
+        c.args(["-c", SCRIPT])
+            .env("CI_BUILDS_DIR", "/tmp")
+            .current_dir("/");
+        c
+    };
+    if image.is_some() {
+        let out = command(true).output().map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "`rbuild run` failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
     let mut v = Vec::new();
     for _ in 0..runs {
         let t = Instant::now();
-        let out = user
-            .command("sh")
-            .args(["-c", SCRIPT])
-            .current_dir("/")
-            .output()
-            .map_err(|e| e.to_string())?;
+        let out = command(false).output().map_err(|e| e.to_string())?;
         if !out.status.success() {
-            return Err("the script failed when run directly".to_owned());
+            return Err(format!(
+                "the script failed when run directly: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         v.push(ms(t.elapsed().as_nanos()));
     }
+    // Snapshots belong to subordinate ids: remove them from inside a user namespace.
+    let _ = env
+        .user
+        .command("unshare")
+        .args(["--user", "--map-auto", "--map-root-user", "rm", "-rf"])
+        .arg(cache.path().join("rbuild"))
+        .current_dir("/")
+        .output();
     Ok(v)
 }
 
@@ -150,7 +192,7 @@ fn main() -> std::process::ExitCode {
     let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "rbuild-runner pickup and per-job overhead: {jobs} jobs per scenario, concurrency 1, executor `{EXECUTOR}`"
+        "rbuild-runner pickup and per-job overhead: {jobs} jobs per scenario, concurrency 1, executor `rbuild`"
     );
     println!(
         "host: {cores} cores, load average {}",
@@ -159,18 +201,30 @@ fn main() -> std::process::ExitCode {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let mut direct = match direct(jobs.max(5)) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("error: {e}");
+    let (_registry, image) = match rbuild_e2e::registry_with_busybox() {
+        Ok(r) => r,
+        Err(m) => {
+            eprintln!("error: {m}");
             return std::process::ExitCode::FAILURE;
         }
     };
+    let (mut direct, mut sandboxed) =
+        match (direct(jobs.max(5), None), direct(jobs.max(5), Some(&image))) {
+            (Ok(d), Ok(s)) => (d, s),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("error: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
     let direct_p50 = pct(&mut direct, 0.5);
+    let sandboxed_p50 = pct(&mut sandboxed, 0.5);
     println!("script run directly (`sh -c`): p50 {direct_p50:.1} ms");
+    println!(
+        "script run directly in the sandbox (`rbuild run busybox -- sh -c`): p50 {sandboxed_p50:.1} ms"
+    );
     println!();
     println!(
-        "{:<26} {:>11} {:>11} {:>11} {:>15} {:>14} {:>13} {:>16}",
+        "{:<26} {:>11} {:>11} {:>11} {:>15} {:>14} {:>13} {:>17} {:>16}",
         "scenario",
         "pickup p50",
         "pickup p90",
@@ -178,6 +232,7 @@ fn main() -> std::process::ExitCode {
         "handed->script",
         "job total p50",
         "overhead p50",
+        "over sandbox p50",
         "handed->done p50"
     );
     for (name, long_poll) in [
@@ -188,7 +243,7 @@ fn main() -> std::process::ExitCode {
             Ok(mut r) => {
                 let total = pct(&mut r.total, 0.5);
                 println!(
-                    "{:<26} {:>8.1} ms {:>8.1} ms {:>8.1} ms {:>12.1} ms {:>11.1} ms {:>10.1} ms {:>13.1} ms",
+                    "{:<26} {:>8.1} ms {:>8.1} ms {:>8.1} ms {:>12.1} ms {:>11.1} ms {:>10.1} ms {:>14.1} ms {:>13.1} ms",
                     name,
                     pct(&mut r.pickup, 0.5),
                     pct(&mut r.pickup, 0.9),
@@ -196,6 +251,7 @@ fn main() -> std::process::ExitCode {
                     pct(&mut r.prepare, 0.5),
                     total,
                     total - direct_p50,
+                    total - sandboxed_p50,
                     pct(&mut r.handled, 0.5),
                 );
             }
@@ -210,7 +266,7 @@ fn main() -> std::process::ExitCode {
         "job total: queued -> final status accepted (pickup, prepare, script, cleanup, last trace patch, final update)"
     );
     println!(
-        "overhead: job total minus the script run directly; handed->done: GitLab's answer -> final status accepted (no poll wait)"
+        "overhead: job total minus the script run directly; over sandbox: minus the script run directly in the sandbox; handed->done: GitLab's answer -> final status accepted (no poll wait)"
     );
     std::process::ExitCode::SUCCESS
 }

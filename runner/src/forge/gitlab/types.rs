@@ -264,6 +264,9 @@ pub struct Image {
     pub alias: String,
     #[serde(default, deserialize_with = "null_default")]
     pub entrypoint: Vec<String>,
+    /// `image: pull_policy:` (`always`, `if-not-present`, `never`); empty means `always`.
+    #[serde(default, deserialize_with = "null_default")]
+    pub pull_policy: Vec<String>,
     #[serde(default, deserialize_with = "null_default")]
     pub executor_opts: ExecutorOpts,
 }
