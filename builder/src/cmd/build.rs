@@ -2,7 +2,6 @@
 //! progress and diagnostics, exports the result, and writes `--metadata-file` /
 //! `--iidfile`. Prints the image's digest (the index for several platforms) on stdout.
 
-use super::absolute;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -22,6 +21,7 @@ use crate::registry::ImageRef;
 use crate::sandbox::spec::Network;
 use crate::solve::{self, NamedContext, SecretSource};
 
+use super::absolute;
 use super::pull::{cache_dir, open_store, parse_platforms, println_data};
 
 /// Runs `rbuild build`.

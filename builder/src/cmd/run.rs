@@ -4,7 +4,6 @@
 //! references once the registry client is merged), plans the sandbox, runs it in the
 //! foreground and turns the result into an exit status and diagnostics.
 
-use super::absolute;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,6 +19,8 @@ use crate::sandbox::result::{FailureClass, Status, signal_name};
 use crate::sandbox::source::{ImageSource, OciLayout};
 use crate::sandbox::spec::{Network, RootfsMode};
 use crate::sandbox::{self, HostFacts, PlanError, RunOptions, SandboxError, Volume};
+
+use super::absolute;
 
 /// Runs `rbuild run`.
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {

@@ -221,7 +221,6 @@ pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     )
 }
 
-/// The registry client: one per command, shared by all requests of it.
 /// Builds an HTTP client; where the system has no CA certificates at all (a minimal image
 /// such as busybox, where a CI job runs a nested rbuild), one that trusts no TLS server
 /// instead of none: plain-http registries (loopback, `--insecure-registry`) still work, and
@@ -235,6 +234,7 @@ pub(crate) fn without_system_roots_if_none(
     })
 }
 
+/// The registry client: one per command, shared by all requests of it.
 #[derive(Debug)]
 pub(crate) struct Client {
     http: reqwest::Client,
