@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! rbuild run --cache-dir CACHE_DIR/.rbuild [--pull] [--platform P] --network host|none \
-//!     --volume SLOT:/builds --volume CACHE:/cache --volume NESTED_RBUILD:/usr/local/bin/rbuild:ro \
+//!     --diagnostics-file SLOT/<project>.tmp/<step>.rbuild-run.json --volume SLOT:/builds --volume CACHE:/cache --volume NESTED_RBUILD:/usr/local/bin/rbuild:ro \
 //!     IMAGE -- sh /builds/<project>.tmp/<step>.sh
 //! ```
 //!
@@ -83,6 +83,9 @@ pub struct StepSpec<'a> {
     /// Look the image up at its registry even when the store has it (`pull_policy:
     /// always`, GitLab's default).
     pub pull: bool,
+    /// Host path where `rbuild run` writes its diagnostics (`--diagnostics-file`): why the
+    /// sandbox did not start, when it did not (an image pull failure, by catalog id).
+    pub diagnostics: &'a Path,
 }
 
 /// The configured executor.
@@ -170,6 +173,8 @@ impl Executor {
                 argv.extend([
                     "--network".into(),
                     self.config.network.name().into(),
+                    "--diagnostics-file".into(),
+                    step.diagnostics.into(),
                     VOLUME_FLAG.into(),
                     volume(&layout.slot_host, &layout.slot_inside),
                     VOLUME_FLAG.into(),
@@ -397,6 +402,9 @@ mod tests {
                 script: &script,
                 env: vec![],
                 pull: true,
+                diagnostics: Path::new(
+                    "/var/lib/r/builds/main/0/g/p.tmp/step_script.rbuild-run.json",
+                ),
             },
         );
         let argv: Vec<String> = argv
@@ -405,7 +413,7 @@ mod tests {
             .collect();
         assert_eq!(
             argv.join(" "),
-            "/usr/bin/rbuild run --cache-dir /var/cache/r/.rbuild --pull --platform linux/arm64 --network host --volume /var/lib/r/builds/main/0:/builds --volume /var/lib/r/cache/main/g/p:/cache --volume /opt/rbuild-static/rbuild:/usr/local/bin/rbuild:ro registry.example/img:1 -- sh /builds/g/p.tmp/step_script.sh"
+            "/usr/bin/rbuild run --cache-dir /var/cache/r/.rbuild --pull --platform linux/arm64 --network host --diagnostics-file /var/lib/r/builds/main/0/g/p.tmp/step_script.rbuild-run.json --volume /var/lib/r/builds/main/0:/builds --volume /var/lib/r/cache/main/g/p:/cache --volume /opt/rbuild-static/rbuild:/usr/local/bin/rbuild:ro registry.example/img:1 -- sh /builds/g/p.tmp/step_script.sh"
         );
     }
 
@@ -442,6 +450,7 @@ mod tests {
                 script: &script,
                 env: vec![],
                 pull: false,
+                diagnostics: Path::new("/s/0/p.tmp/d.json"),
             },
         );
         assert_eq!(
@@ -484,6 +493,7 @@ mod tests {
                 script: &script,
                 env: vec![],
                 pull: false,
+                diagnostics: Path::new("/s/0/p.tmp/d.json"),
             },
         );
         let end = run_step(
@@ -531,6 +541,7 @@ mod tests {
             script: &script,
             env: vec![],
             pull: false,
+            diagnostics: Path::new("/s/0/p.tmp/d.json"),
         };
         let t = std::time::Instant::now();
         let end = run_step(

@@ -971,3 +971,35 @@ fn a_registry_outage_during_the_image_pull_is_an_image_pull_failure() {
     assert!(trace.contains("Job failed (image pull failure)"), "{trace}");
     assert_clean(&gl);
 }
+
+#[test]
+fn an_image_without_the_jobs_platform_is_an_image_pull_failure() {
+    let gl = FakeGitlab::start();
+    let setup = require!(RunnerSetup::new(&gl, 1, ""));
+    let mut reasons = rbuild_e2e::gitlab::FAILURE_REASONS.to_vec();
+    reasons.push("image_pull_failure");
+    // The test registry's busybox is published for linux/amd64 and linux/arm64 only.
+    let id = gl.enqueue(
+        &JobSpec::new("no-riscv")
+            .image(&setup.image, Some("linux/riscv64"))
+            .failure_reasons(&reasons)
+            .script(&["echo script-ran"]),
+    );
+    let mut daemon = setup.start(&["--max-jobs", "1"]);
+    let job = gl.wait_finished(id, WAIT);
+    assert!(daemon.wait(WAIT).success(), "{}", daemon.log_text());
+    let trace = job.trace_text();
+    assert_eq!(job.state, JobState::Failed, "{trace}");
+    // rbuild exits 1 (an input error to it); its diagnostics file names the cause, which
+    // GitLab knows as an image pull failure.
+    assert_eq!(
+        job.failure_reason.as_deref(),
+        Some("image_pull_failure"),
+        "{trace}"
+    );
+    assert_eq!(job.exit_code, None, "{trace}");
+    assert!(!trace.contains("script-ran"), "{trace}");
+    assert!(trace.contains("base-image-missing-platform"), "{trace}");
+    assert!(trace.contains("Job failed (image pull failure)"), "{trace}");
+    assert_clean(&gl);
+}

@@ -188,6 +188,14 @@ pub(crate) fn human(bytes: u64) -> String {
 }
 
 impl PullImageError {
+    /// A registry failure as a diagnostic for CI (see [`crate::registry::RegistryError::diagnostic`]).
+    pub fn diagnostic(&self, what: &str) -> Option<crate::diagnose::Diagnostic> {
+        match self {
+            PullImageError::Registry(e) => Some(e.diagnostic(what)),
+            _ => None,
+        }
+    }
+
     /// The classified failure for `outcome`.
     pub fn into_failure(self, what: impl Into<String>) -> Failure {
         match self {

@@ -87,15 +87,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
                 Failure::new(Exit::Host, ids.message.clone()).hint(ids.hint.clone())
             }
             PlanError::NotRunnable(nr) => {
+                // From the catalog entry (with its page), titled with the platform.
+                let mut d = crate::diagnose::Cause::BinfmtNotRegistered.error(nr.to_string());
+                d.title = format!("cannot run `{}` binaries", nr.platform);
                 diags.push(
-                    Diagnostic::new(
-                        crate::arch::NotRunnable::ID,
-                        Severity::Error,
-                        format!("cannot run `{}` binaries", nr.platform),
-                        nr.to_string(),
-                    )
-                    .with_hint(nr.hint.clone())
-                    .with_platform(nr.platform.clone()),
+                    d.with_hint(nr.hint.clone())
+                        .with_platform(nr.platform.clone()),
                 );
                 Failure::new(Exit::Host, nr.to_string()).hint(nr.hint.clone())
             }
@@ -252,8 +249,16 @@ fn registry_image(
             cache_dir: None,
             insecure_registries: args.insecure_registries.clone(),
         })?;
-        crate::registry::pull_image(&store, &args.image, &wanted, &options)
-            .map_err(|e| e.into_failure(format!("cannot pull `{}` for `{wanted}`", args.image)))?
+        crate::registry::pull_image(&store, &args.image, &wanted, &options).map_err(|e| {
+            let what = format!("cannot pull `{}` for `{wanted}`", args.image);
+            // In the diagnostics file too: a CI runner tells an image pull failure from a
+            // failing command by it.
+            if let Some(d) = e.diagnostic(&what) {
+                let d = d.with_platform(wanted.to_string());
+                let _ = write_diagnostics(args.diagnostics_file.as_deref(), &[d]);
+            }
+            e.into_failure(what)
+        })?
     };
     let diff_ids = resolved.config.diff_ids().map_err(|e| {
         Failure::new(

@@ -294,6 +294,28 @@ impl RegistryError {
         }
     }
 
+    /// The error as a diagnostic for CI: its catalog cause (`image-pull-failed` when it
+    /// is none of the registry causes), `what` and the whole error chain as the message,
+    /// and its first hint.
+    pub fn diagnostic(&self, what: &str) -> crate::diagnose::Diagnostic {
+        let cause = self
+            .cause()
+            .and_then(|c| crate::diagnose::Cause::from_id(c.id()))
+            .unwrap_or(crate::diagnose::Cause::ImagePullFailed);
+        let mut detail = self.to_string();
+        let mut src = std::error::Error::source(self);
+        while let Some(x) = src {
+            detail.push_str(": ");
+            detail.push_str(&x.to_string());
+            src = x.source();
+        }
+        let mut d = cause.error(format!("{what}: {detail}"));
+        if let Some(h) = self.hints().into_iter().next() {
+            d.hint = Some(h);
+        }
+        d
+    }
+
     /// The classified failure for `outcome`, keeping this error as its cause chain.
     pub fn into_failure(self, what: impl Into<String>) -> Failure {
         let mut f = Failure::new(self.exit(), what);

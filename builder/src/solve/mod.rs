@@ -433,18 +433,6 @@ pub fn build(req: &Request, env: Env<'_>) -> anyhow::Result<Built> {
     })
 }
 
-/// An error and its sources, `: `-joined.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(x) = src {
-        s.push_str(": ");
-        s.push_str(&x.to_string());
-        src = x.source();
-    }
-    s
-}
-
 /// Dockerfile diagnostics: warnings are collected, errors stop the build.
 fn report_frontend(c: &Collector, diags: Vec<Diagnostic>) -> anyhow::Result<()> {
     let errors = diags
@@ -786,19 +774,8 @@ impl Engine<'_> {
             .pull(store, &image_ref, &Platforms::List(list.clone()))
             .await
             .map_err(|e| {
-                let cause = e
-                    .cause()
-                    .and_then(|c| crate::diagnose::Cause::from_id(c.id()));
-                let exit = e.exit();
-                let detail = error_chain(&e);
-                let hint = e.hints().into_iter().next();
-                let mut d = cause
-                    .unwrap_or(crate::diagnose::Cause::ImagePullFailed)
-                    .error(format!("cannot pull `{reference}`: {detail}"));
-                if let Some(h) = hint {
-                    d.hint = Some(h);
-                }
-                anyhow::Error::new(Diagnosed::new(d, exit))
+                let d = e.diagnostic(&format!("cannot pull `{reference}`"));
+                anyhow::Error::new(Diagnosed::new(d, e.exit()))
             })?;
         for m in &pulled.mismatches {
             self.env

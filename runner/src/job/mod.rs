@@ -387,9 +387,45 @@ async fn watch_interrupts(
     }
 }
 
+/// The failure causes of rbuild's catalog that mean the job's image could not be pulled.
+const IMAGE_PULL_CAUSES: [&str; 5] = [
+    "image-pull-failed",
+    "base-image-missing-platform",
+    "registry-auth-401",
+    "registry-rate-limited",
+    "registry-tls-or-http",
+];
+
+/// The first error in the diagnostics `rbuild run` wrote that is an image pull failure:
+/// `(id, message)`.
+fn pull_cause(diagnostics_json: &str) -> Option<(String, String)> {
+    let all: Vec<serde_json::Value> = serde_json::from_str(diagnostics_json).ok()?;
+    all.iter().find_map(|d| {
+        let id = d["id"].as_str()?;
+        (d["severity"] == "error" && IMAGE_PULL_CAUSES.contains(&id)).then(|| {
+            (
+                id.to_owned(),
+                d["message"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+    })
+}
+
 /// Classifies an executor that ended (with `code`, described as `status`) before the job's
-/// script started: `rbuild run`'s exit codes (DESIGN.md) say why.
-fn not_started(kind: ExecutorKind, code: Option<i32>, status: &str, image: &str) -> Failure {
+/// script started: the image pull failure `rbuild run` reported in its diagnostics
+/// (`pulled`: what [`pull_cause`] found), else its exit code (DESIGN.md) says why.
+fn not_started(
+    kind: ExecutorKind,
+    code: Option<i32>,
+    status: &str,
+    image: &str,
+    pulled: Option<(String, String)>,
+) -> Failure {
+    if let (ExecutorKind::Rbuild, Some((id, message))) = (kind, pulled) {
+        return Failure::ImagePull(format!(
+            "`rbuild run` could not pull `{image}`: {message} (known failure cause `{id}`: `rbuild explain {id}`)"
+        ));
+    }
     match (kind, code) {
         // 4: registry or network.
         (ExecutorKind::Rbuild, Some(4)) => Failure::ImagePull(format!(
@@ -846,8 +882,10 @@ impl Run<'_> {
         let script_path = host(format!("{name}.sh"));
         let started = host(format!("{name}.started"));
         let status = host(format!("{name}.status"));
+        let start_diagnostics = host(format!("{name}.rbuild-run.json"));
         let _ = fs_err::remove_file(&started);
         let _ = fs_err::remove_file(&status);
+        let _ = fs_err::remove_file(&start_diagnostics);
         let inside = |p: &Path| self.layout.inside(p);
         let text = script::render(&script::StepScript {
             env_file: &inside(&self.paths.tmp.join("env.sh")),
@@ -879,6 +917,7 @@ impl Run<'_> {
             script: &script_path,
             env,
             pull: self.pull_always(),
+            diagnostics: &start_diagnostics,
         };
         let executor = &self.env.executor;
         let cmd = executor.command(&self.layout, &spec);
@@ -924,7 +963,7 @@ impl Run<'_> {
                         Some(code) => Err(Failure::Script { code }),
                         None => Err(Failure::System(format!("the step was killed ({exit})"))),
                     },
-                    (None, false) => Err(self.not_started(exit)),
+                    (None, false) => Err(self.not_started(exit, &start_diagnostics)),
                 }
             }
             StepEnd::TimedOut => Err(Failure::Timeout(Duration::ZERO)),
@@ -933,13 +972,17 @@ impl Run<'_> {
     }
 
     /// Classifies an executor that ended before the script started.
-    fn not_started(&self, exit: std::process::ExitStatus) -> Failure {
+    fn not_started(&self, exit: std::process::ExitStatus, diagnostics: &Path) -> Failure {
         let image = self.image().map(|(n, _)| n).unwrap_or_default();
+        let pulled = fs_err::read_to_string(diagnostics)
+            .ok()
+            .and_then(|j| pull_cause(&j));
         not_started(
             self.env.executor.kind(),
             exit.code(),
             &exit.to_string(),
             &image,
+            pulled,
         )
     }
 
@@ -1127,18 +1170,45 @@ mod tests {
 
     #[test]
     fn an_executor_that_fails_before_the_script_is_classified_by_its_exit_code() {
-        let pull = not_started(ExecutorKind::Rbuild, Some(4), "exit status: 4", "reg/img:1");
+        let pull = not_started(
+            ExecutorKind::Rbuild,
+            Some(4),
+            "exit status: 4",
+            "reg/img:1",
+            None,
+        );
         assert_eq!(pull.reason(), Some("image_pull_failure"));
         assert!(pull.log_line().contains("`reg/img:1`"));
-        let host = not_started(ExecutorKind::Rbuild, Some(3), "exit status: 3", "i");
+        let host = not_started(ExecutorKind::Rbuild, Some(3), "exit status: 3", "i", None);
         assert_eq!(host.reason(), Some("runner_system_failure"));
         assert!(host.log_line().contains("sandbox"));
         assert_eq!(
-            not_started(ExecutorKind::Rbuild, Some(101), "", "i").reason(),
+            not_started(ExecutorKind::Rbuild, Some(101), "", "i", None).reason(),
             Some("runner_system_failure")
         );
         assert_eq!(
-            not_started(ExecutorKind::UnsandboxedTestShell, Some(4), "", "i").reason(),
+            not_started(ExecutorKind::UnsandboxedTestShell, Some(4), "", "i", None).reason(),
+            Some("runner_system_failure")
+        );
+        // A missing platform is an input error (exit 1) to rbuild, an image pull failure to
+        // GitLab: the diagnostics file tells it from other failures with exit code 1.
+        let json = r#"[{"id":"run-failed","severity":"warning","message":"m"},
+            {"id":"base-image-missing-platform","severity":"error","message":"no linux/riscv64"}]"#;
+        let pulled = pull_cause(json);
+        assert_eq!(
+            pulled.as_ref().map(|(id, _)| id.as_str()),
+            Some("base-image-missing-platform")
+        );
+        let missing = not_started(ExecutorKind::Rbuild, Some(1), "exit status: 1", "i", pulled);
+        assert_eq!(missing.reason(), Some("image_pull_failure"));
+        assert!(missing.log_line().contains("no linux/riscv64"));
+        assert_eq!(
+            pull_cause(r#"[{"id":"run-failed","severity":"error"}]"#),
+            None
+        );
+        assert_eq!(pull_cause("not json"), None);
+        assert_eq!(
+            not_started(ExecutorKind::Rbuild, Some(1), "", "i", None).reason(),
             Some("runner_system_failure")
         );
         // Where GitLab does not list `image_pull_failure`, the documented fallback is sent.
