@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! rbuild run --cache-dir CACHE_DIR/.rbuild [--pull] [--platform P] --network host|none \
-//!     --diagnostics-file SLOT/<project>.tmp/<step>.rbuild-run.json --volume SLOT:/builds --volume CACHE:/cache --volume NESTED_RBUILD:/usr/local/bin/rbuild:ro \
+//!     --diagnostics-file SLOT/<project>.tmp/diagnostics/rbuild-run-<step>.json --volume SLOT:/builds --volume CACHE:/cache --volume NESTED_RBUILD:/usr/local/bin/rbuild:ro \
 //!     IMAGE -- sh /builds/<project>.tmp/<step>.sh
 //! ```
 //!

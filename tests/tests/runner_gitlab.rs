@@ -983,7 +983,8 @@ fn an_image_without_the_jobs_platform_is_an_image_pull_failure() {
         &JobSpec::new("no-riscv")
             .image(&setup.image, Some("linux/riscv64"))
             .failure_reasons(&reasons)
-            .script(&["echo script-ran"]),
+            .script(&["echo script-ran"])
+            .artifact(json!({"name": "gl-code-quality-report.json", "untracked": false, "paths": [], "when": "always", "artifact_type": "codequality", "artifact_format": "gzip", "expire_in": "1 week"})),
     );
     let mut daemon = setup.start(&["--max-jobs", "1"]);
     let job = gl.wait_finished(id, WAIT);
@@ -1001,5 +1002,16 @@ fn an_image_without_the_jobs_platform_is_an_image_pull_failure() {
     assert!(!trace.contains("script-ran"), "{trace}");
     assert!(trace.contains("base-image-missing-platform"), "{trace}");
     assert!(trace.contains("Job failed (image pull failure)"), "{trace}");
+    // And the merge request shows it: `rbuild run`'s diagnostics join the Code Quality
+    // report (a finding without a Dockerfile place is put on `.gitlab-ci.yml`).
+    let cq = job
+        .upload("codequality")
+        .unwrap_or_else(|| panic!("no Code Quality upload:\n{trace}"));
+    let report: Vec<serde_json::Value> = serde_json::from_slice(&cq.content()).unwrap();
+    let missing = report
+        .iter()
+        .find(|f| f["check_name"] == "rbuild/base-image-missing-platform")
+        .unwrap_or_else(|| panic!("no missing-platform finding in {report:#?}\n{trace}"));
+    assert_eq!(missing["location"]["path"], ".gitlab-ci.yml", "{missing}");
     assert_clean(&gl);
 }

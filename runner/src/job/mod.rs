@@ -882,7 +882,12 @@ impl Run<'_> {
         let script_path = host(format!("{name}.sh"));
         let started = host(format!("{name}.started"));
         let status = host(format!("{name}.status"));
-        let start_diagnostics = host(format!("{name}.rbuild-run.json"));
+        // In the job's diagnostics directory: what `rbuild run` reports (an image pull
+        // failure, processes the script left running) joins the Code Quality report.
+        let start_diagnostics = self
+            .paths
+            .diagnostics
+            .join(format!("rbuild-run-{name}.json"));
         let _ = fs_err::remove_file(&started);
         let _ = fs_err::remove_file(&status);
         let _ = fs_err::remove_file(&start_diagnostics);
