@@ -280,7 +280,7 @@ fn timeout_kills_the_whole_sandbox_and_says_what_ran() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("timed out after 2s"), "{stderr}");
     let diags = Sandboxed::diagnostics(&diags_path);
-    let t = find(&diags, "step-timeout");
+    let t = find(&diags, "step-timed-out");
     let ev = t["evidence"].to_string();
     assert!(
         ev.contains("sleep 1000") && ev.contains("sleep 999"),

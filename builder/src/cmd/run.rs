@@ -171,15 +171,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         )),
     };
     if let (Status::TimedOut { .. }, false) = (&result.status, result.killed.is_empty()) {
+        let mut d = crate::diagnose::Cause::StepTimedOut.error(format!(
+            "killed after {}",
+            show_ms(spec.timeout_ms.unwrap_or(0))
+        ));
+        "the command timed out".clone_into(&mut d.title);
         diags.push(
-            Diagnostic::new(
-                "step-timeout",
-                Severity::Error,
-                "the command timed out",
-                format!("killed after {}", show_ms(spec.timeout_ms.unwrap_or(0))),
-            )
-            .with_platform(platform_s.clone())
-            .with_evidence(
+            d.with_platform(platform_s.clone()).with_evidence(
                 result
                     .killed
                     .iter()
