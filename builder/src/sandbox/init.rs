@@ -8,10 +8,10 @@
 
 use std::ffi::{CString, OsStr};
 use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::io::Write;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
@@ -19,9 +19,8 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::stat::{Mode, umask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{self, Gid, Pid, Uid};
+use nix::unistd::{self, Pid};
 use serde::{Deserialize, Serialize};
 
 use super::failure::Fail;
@@ -66,6 +65,7 @@ fn os(e: Errno) -> std::io::Error {
 }
 
 fn setup_and_run(spec: &Spec, root: &Path) -> Result<(Status, Vec<Leftover>), Fail> {
+    let t0 = std::time::Instant::now();
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     let _ = nix::sys::prctl::set_name(c"rbuild-init");
 
@@ -115,12 +115,14 @@ fn setup_and_run(spec: &Spec, root: &Path) -> Result<(Status, Vec<Leftover>), Fa
     }
     drop(r);
 
+    tracing::debug!(us = t0.elapsed().as_micros(), "init: proc mounted");
     unistd::chdir(root).map_err(|e| Fail::bug("cannot enter the root file system").cause(os(e)))?;
     unistd::pivot_root(".", ".")
         .map_err(|e| Fail::host("cannot pivot into the root file system").cause(os(e)))?;
     umount2(".", MntFlags::MNT_DETACH)
         .map_err(|e| Fail::host("cannot detach the host's root").cause(os(e)))?;
     unistd::chdir("/").map_err(|e| Fail::bug("cannot enter `/`").cause(os(e)))?;
+    tracing::debug!(us = t0.elapsed().as_micros(), "init: pivoted");
 
     // The user, from the image's own files.
     let passwd = std::fs::read_to_string("/etc/passwd").ok();
@@ -192,34 +194,65 @@ fn setup_and_run(spec: &Spec, root: &Path) -> Result<(Status, Vec<Leftover>), Fa
         .map_err(|e| Fail::bug("cannot block signals").cause(os(e)))?;
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| Fail::bug("cannot create a signalfd").cause(os(e)))?;
+    tracing::debug!(us = t0.elapsed().as_micros(), "init: user resolved");
 
-    let (err_r, err_w) = unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| Fail::bug("cannot create a pipe").cause(os(e)))?;
-    let main = match sys::fork().map_err(|e| Fail::host("cannot start the command").cause(e))? {
-        sys::Forked::Child => {
-            drop(err_r);
-            exec_command(spec, &who, cwd, program, &path_var, &argv, &envp, &err_w)
-        }
-        sys::Forked::Parent(pid) => pid,
+    // The command's side: ids, working directory, exec, in a child that shares our
+    // memory until it execs (nothing of this process is copied for it).
+    let groups: Vec<libc::gid_t> = who
+        .groups
+        .iter()
+        .copied()
+        .filter(|g| spec.ids.maps_gid(*g))
+        .collect();
+    let candidates: Vec<CString> = if program.contains('/') {
+        vec![
+            CString::new(program.as_bytes())
+                .map_err(|_| Fail::input("the command contains a NUL byte"))?,
+        ]
+    } else {
+        path_var
+            .split(':')
+            .map(|d| Path::new(if d.is_empty() { "." } else { d }).join(program))
+            .filter_map(|c| CString::new(c.as_os_str().as_bytes()).ok())
+            .collect()
     };
-    drop(err_w);
-
-    // The command either starts (the pipe closes on exec) or tells us why not.
-    let mut why = Vec::new();
-    let _ = File::from(err_r).read_to_end(&mut why);
+    let cwd_c = CString::new(cwd.as_bytes())
+        .map_err(|_| Fail::input("the working directory contains a NUL byte"))?;
+    let plan = sys::CommandPlan {
+        cwd: &cwd_c,
+        groups: (spec.ids.method != MapMethod::Single).then_some(groups.as_slice()),
+        uid: who.uid,
+        gid: who.gid,
+        umask: spec.process.umask,
+        candidates: &candidates,
+        search: !program.contains('/'),
+        argv: &argv,
+        envp: &envp,
+    };
+    let (main, failure) =
+        sys::spawn_command(&plan).map_err(|e| Fail::host("cannot start the command").cause(e))?;
     let mut status = None;
-    if !why.is_empty() {
-        let text = String::from_utf8_lossy(&why);
-        let (errno, reason) = text.split_once('\0').unwrap_or(("0", &text));
-        let errno: i32 = errno.parse().unwrap_or(0);
+    if let Some(failure) = failure {
         let _ = waitpid(main, None);
+        let (errno, reason) = match failure {
+            sys::SpawnFailure::Chdir(e) => {
+                (e, format!("cannot enter the working directory `{cwd}`"))
+            }
+            sys::SpawnFailure::Setgroups(e) => {
+                (e, "cannot set the supplementary groups".to_owned())
+            }
+            sys::SpawnFailure::Setgid(e) => (e, format!("cannot switch to gid {}", who.gid)),
+            sys::SpawnFailure::Setuid(e) => (e, format!("cannot switch to uid {}", who.uid)),
+            sys::SpawnFailure::Exec(e) => (e, exec_reason(program, &path_var, Errno::from_raw(e))),
+        };
         status = Some(Status::NotStarted {
             program: program.clone(),
             errno,
-            reason: reason.to_owned(),
+            reason,
         });
     }
 
+    tracing::debug!(us = t0.elapsed().as_micros(), "init: command started");
     while status.is_none() {
         let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::NONE) {
@@ -253,91 +286,18 @@ fn setup_and_run(spec: &Spec, root: &Path) -> Result<(Status, Vec<Leftover>), Fa
         }
     }
 
+    tracing::debug!(us = t0.elapsed().as_micros(), "init: command ended");
     // What is left is killed; report it first.
     let leftovers = procscan::scan(Path::new("/proc"), |pid| pid != 1);
     let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
     while waitpid(Pid::from_raw(-1), None).is_ok() {}
+    tracing::debug!(us = t0.elapsed().as_micros(), "init: leftovers killed");
     Ok((status.unwrap_or(Status::Exited { code: 0 }), leftovers))
 }
 
-/// The command's side of the fork: drop to the user, exec. Never returns.
-#[allow(clippy::too_many_arguments)]
-fn exec_command(
-    spec: &Spec,
-    who: &user::ResolvedUser,
-    cwd: &str,
-    program: &str,
-    path_var: &str,
-    argv: &[CString],
-    envp: &[CString],
-    err: &OwnedFd,
-) -> ! {
-    let fail = |err: &OwnedFd, errno: Errno, reason: &str| -> ! {
-        let mut f = File::from(err.try_clone().unwrap_or_else(|_| sys::exit_now(127)));
-        let _ = f.write_all(format!("{}\0{reason}", errno as i32).as_bytes());
-        sys::exit_now(127)
-    };
-    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-    // Only stdin, stdout and stderr reach the command, whatever rbuild's caller left open.
-    let _ = sys::cloexec_from(3);
-    sys::reset_signal_dispositions();
-    let _ = nix::sys::prctl::set_pdeathsig(None);
-    if let Err(e) = unistd::chdir(cwd) {
-        fail(
-            err,
-            e,
-            &format!("cannot enter the working directory `{cwd}`"),
-        );
-    }
-    if spec.ids.method != MapMethod::Single {
-        let groups: Vec<Gid> = who
-            .groups
-            .iter()
-            .copied()
-            .filter(|g| spec.ids.maps_gid(*g))
-            .map(Gid::from_raw)
-            .collect();
-        if let Err(e) = unistd::setgroups(&groups) {
-            fail(err, e, "cannot set the supplementary groups");
-        }
-    }
-    let (u, g) = (Uid::from_raw(who.uid), Gid::from_raw(who.gid));
-    if let Err(e) = unistd::setresgid(g, g, g) {
-        fail(err, e, &format!("cannot switch to gid {}", who.gid));
-    }
-    if let Err(e) = unistd::setresuid(u, u, u) {
-        fail(err, e, &format!("cannot switch to uid {}", who.uid));
-    }
-    umask(Mode::from_bits_truncate(spec.process.umask));
-
-    let candidates: Vec<PathBuf> = if program.contains('/') {
-        vec![PathBuf::from(program)]
-    } else {
-        path_var
-            .split(':')
-            .map(|d| Path::new(if d.is_empty() { "." } else { d }).join(program))
-            .collect()
-    };
-    let mut last = Errno::ENOENT;
-    for c in &candidates {
-        let Ok(path) = CString::new(c.as_os_str().as_bytes()) else {
-            continue;
-        };
-        let Err(e) = unistd::execve(&path, argv, envp);
-        // Keep looking on "not here"; anything else (not executable, wrong format) is
-        // the answer, as a shell would report it.
-        match e {
-            Errno::ENOENT | Errno::ENOTDIR => {}
-            other => {
-                last = other;
-                if !program.contains('/') && other == Errno::EACCES {
-                    continue;
-                }
-                break;
-            }
-        }
-    }
-    let reason = match last {
+/// Why `program` could not be executed, as a shell would report it.
+fn exec_reason(program: &str, path_var: &str, errno: Errno) -> String {
+    match errno {
         Errno::ENOENT if program.contains('/') => format!("`{program}` does not exist"),
         Errno::ENOENT => format!("`{program}` was not found in `PATH` (`{path_var}`)"),
         Errno::EACCES => format!("`{program}` is not executable"),
@@ -345,6 +305,5 @@ fn exec_command(
             "`{program}` has an executable format this sandbox cannot run (exec format error)"
         ),
         other => format!("cannot execute `{program}`: {}", other.desc()),
-    };
-    fail(err, last, &reason)
+    }
 }

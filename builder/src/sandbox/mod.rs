@@ -470,6 +470,13 @@ fn exchange(
     let (mut ours, theirs) = UnixStream::pair().map_err(SandboxError::Spawn)?;
     let layer_pipe = io.layer.as_ref().map(|_| pipe()).transpose()?;
     let input_pipe = io.input.as_ref().map(|_| pipe()).transpose()?;
+    // What fits of the payload waits in the socket's buffer, so the helper reads it as
+    // soon as it starts instead of waiting for the threads below.
+    let mut sent_early = 0;
+    if ours.set_nonblocking(true).is_ok() {
+        sent_early = ours.write(payload).unwrap_or(0);
+        ours.set_nonblocking(false).map_err(SandboxError::Spawn)?;
+    }
     let (mut child, stdout, stderr): (
         Option<std::process::Child>,
         Box<dyn Read + Send>,
@@ -535,7 +542,7 @@ fn exchange(
         let input = io.input.zip(input_w).map(|(f, w)| s.spawn(move || f(w)));
         let layer = io.layer.zip(layer_r).map(|(f, r)| s.spawn(move || f(r)));
         let sent = ours
-            .write_all(payload)
+            .write_all(&payload[sent_early..])
             .and_then(|()| ours.shutdown(std::net::Shutdown::Write));
         if sent.is_ok() {
             let _ = ours.read_to_end(&mut reply);

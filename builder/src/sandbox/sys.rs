@@ -168,26 +168,6 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Marks every descriptor from `first` up close-on-exec (`close_range(2)` with
-/// `CLOSE_RANGE_CLOEXEC`), so a command started next inherits only what is below.
-pub fn cloexec_from(first: u32) -> io::Result<()> {
-    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-    // SAFETY: only changes descriptor flags; no memory is passed.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first,
-            libc::c_uint::MAX,
-            CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
 /// The two sides of a `fork`.
 #[derive(Debug)]
 pub enum Forked {
@@ -280,18 +260,202 @@ pub fn recv_fds(sock: BorrowedFd<'_>) -> io::Result<Option<(u8, Vec<std::os::fd:
     }
 }
 
-/// Resets every catchable signal to its default action (the Rust runtime ignores
-/// `SIGPIPE`; the command must get the defaults a shell gives it).
-pub fn reset_signal_dispositions() {
-    for sig in Signal::iterator() {
-        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
-            continue;
+/// What a command started by [`spawn_command`] runs as and where.
+#[derive(Debug)]
+pub struct CommandPlan<'a> {
+    /// The working directory, entered after switching ids.
+    pub cwd: &'a std::ffi::CStr,
+    /// Supplementary groups to set, or `None` to leave them (a single-id mapping).
+    pub groups: Option<&'a [libc::gid_t]>,
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+    pub umask: libc::mode_t,
+    /// The paths to try, in order (one, or one per `PATH` entry).
+    pub candidates: &'a [CString],
+    /// Whether `EACCES` on one candidate moves on to the next (a `PATH` search).
+    pub search: bool,
+    pub argv: &'a [CString],
+    pub envp: &'a [CString],
+}
+
+/// Why [`spawn_command`]'s child did not reach the command (it exited with 127).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpawnFailure {
+    Chdir(i32),
+    Setgroups(i32),
+    Setgid(i32),
+    Setuid(i32),
+    Exec(i32),
+}
+
+/// Shared between [`spawn_command`] and its child (same memory until the exec).
+struct SpawnArgs {
+    cwd: *const libc::c_char,
+    groups: Option<(*const libc::gid_t, usize)>,
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+    umask: libc::mode_t,
+    candidates: *const *const libc::c_char,
+    search: bool,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    /// Written by the child when it fails: which step (1..=5) and the errno.
+    failed_at: i32,
+    errno: i32,
+}
+
+fn errno() -> i32 {
+    // SAFETY: `__errno_location` returns this thread's errno slot, always valid.
+    unsafe { *libc::__errno_location() }
+}
+
+/// The child of [`spawn_command`]: runs on its own stack in the parent's memory while the
+/// parent is suspended, so it only makes system calls (no allocation, no locks, no
+/// panics), then execs or `_exit`s.
+extern "C" fn spawn_child(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `SpawnArgs` of `spawn_command`, which outlives this child (the
+    // parent is suspended until the child execs or exits); every pointer in it points to
+    // NUL-terminated strings or NULL-terminated arrays the parent keeps alive. The calls
+    // are plain system calls on that data.
+    unsafe {
+        let a = &mut *arg.cast::<SpawnArgs>();
+        // Default dispositions (handlers are reset by exec anyway; ignored signals, such
+        // as the `SIGPIPE` the Rust runtime ignores, are not), then a clean mask.
+        for sig in 1..32 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
         }
-        // SAFETY: installing `SIG_DFL` runs no code of ours in signal context, so it
-        // cannot violate any invariant; errors (for signals that cannot be changed) are
-        // harmless.
-        let _ = unsafe { signal::signal(sig, SigHandler::SigDfl) };
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &raw const none, std::ptr::null_mut());
+        // Only stdin, stdout and stderr reach the command.
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            (1 as libc::c_uint) << 2,
+        );
+        let fail = |a: &mut SpawnArgs, step: i32| -> libc::c_int {
+            a.failed_at = step;
+            a.errno = errno();
+            libc::_exit(127)
+        };
+        if libc::chdir(a.cwd) != 0 {
+            return fail(a, 1);
+        }
+        if let Some((list, len)) = a.groups
+            && libc::setgroups(len, list) != 0
+        {
+            return fail(a, 2);
+        }
+        if libc::setresgid(a.gid, a.gid, a.gid) != 0 {
+            return fail(a, 3);
+        }
+        if libc::setresuid(a.uid, a.uid, a.uid) != 0 {
+            return fail(a, 4);
+        }
+        libc::umask(a.umask);
+        let mut last = libc::ENOENT;
+        let mut c = a.candidates;
+        while !(*c).is_null() {
+            libc::execve(*c, a.argv, a.envp);
+            // Keep looking on "not here"; anything else (not executable, wrong format)
+            // is the answer, as a shell would report it.
+            match errno() {
+                libc::ENOENT | libc::ENOTDIR => {}
+                libc::EACCES if a.search => last = libc::EACCES,
+                other => {
+                    last = other;
+                    break;
+                }
+            }
+            c = c.add(1);
+        }
+        a.failed_at = 5;
+        a.errno = last;
+        libc::_exit(127)
     }
+}
+
+/// Starts a command the way `posix_spawn` does: a child sharing this process's memory
+/// (`clone(CLONE_VM | CLONE_VFORK)`, so nothing is copied) switches ids, enters the
+/// working directory and execs, while this process waits. Returns the child's pid and,
+/// when it could not reach the command, why (it has exited with 127 then; reap it).
+///
+/// For the sandbox's init only: single-threaded, its signals blocked around the call.
+pub fn spawn_command(
+    plan: &CommandPlan<'_>,
+) -> io::Result<(nix::unistd::Pid, Option<SpawnFailure>)> {
+    let ptrs = |v: &[CString]| -> Vec<*const libc::c_char> {
+        v.iter()
+            .map(|c| c.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect()
+    };
+    let (candidates, argv, envp) = (ptrs(plan.candidates), ptrs(plan.argv), ptrs(plan.envp));
+    let mut args = SpawnArgs {
+        cwd: plan.cwd.as_ptr(),
+        groups: plan.groups.map(|g| (g.as_ptr(), g.len())),
+        uid: plan.uid,
+        gid: plan.gid,
+        umask: plan.umask,
+        candidates: candidates.as_ptr(),
+        search: plan.search,
+        argv: argv.as_ptr(),
+        envp: envp.as_ptr(),
+        failed_at: 0,
+        errno: 0,
+    };
+    // The child's stack: 64 KiB, 16-byte aligned at its top (stacks grow down here).
+    let mut stack = vec![0u128; 4096];
+    let top = stack.as_mut_ptr_range().end.cast::<libc::c_void>();
+    // SAFETY: all-zero bytes are a valid `sigset_t` (filled in below).
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: both sets are valid and writable. Blocking every signal around the clone
+    // keeps any handler of ours from running in the child on shared memory (the child
+    // sets its own mask before exec); the old mask is restored right after.
+    unsafe {
+        libc::sigfillset(&raw mut all);
+        libc::sigprocmask(libc::SIG_SETMASK, &raw const all, &raw mut old);
+    }
+    // SAFETY: `spawn_child` only makes system calls on `args`, which, like `stack` and the
+    // pointer arrays, lives until this function returns; `CLONE_VFORK` suspends us until
+    // the child has exec'd or exited, so nothing here changes while it runs.
+    let pid = unsafe {
+        libc::clone(
+            spawn_child,
+            top,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&raw mut args).cast(),
+        )
+    };
+    let err = io::Error::last_os_error();
+    // SAFETY: restores the mask saved above.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &raw const old, std::ptr::null_mut()) };
+    drop(stack);
+    if pid < 0 {
+        return Err(err);
+    }
+    // SAFETY: `args` is a live local; the volatile reads keep the compiler from assuming
+    // the child's writes through the pointer it was given did not happen.
+    let (failed_at, errno) = unsafe {
+        (
+            std::ptr::read_volatile(&raw const args.failed_at),
+            std::ptr::read_volatile(&raw const args.errno),
+        )
+    };
+    let failure = match failed_at {
+        0 => None,
+        1 => Some(SpawnFailure::Chdir(errno)),
+        2 => Some(SpawnFailure::Setgroups(errno)),
+        3 => Some(SpawnFailure::Setgid(errno)),
+        4 => Some(SpawnFailure::Setuid(errno)),
+        _ => Some(SpawnFailure::Exec(errno)),
+    };
+    Ok((nix::unistd::Pid::from_raw(pid), failure))
 }
 
 /// Makes `fd` the child's descriptor 3 (without close-on-exec) when `cmd` is spawned.
