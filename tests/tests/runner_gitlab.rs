@@ -934,6 +934,22 @@ fn a_known_cause_in_a_nested_build_becomes_a_code_quality_finding_on_its_line() 
     assert_clean(&gl);
 }
 
+/// Checks that `job` failed with `image_pull_failure` before its script ran (the scripts
+/// of these tests echo `script-ran`); returns its trace.
+fn assert_image_pull_failure(job: &rbuild_e2e::gitlab::Job) -> String {
+    let trace = job.trace_text();
+    assert_eq!(job.state, JobState::Failed, "{trace}");
+    assert_eq!(
+        job.failure_reason.as_deref(),
+        Some("image_pull_failure"),
+        "{trace}"
+    );
+    assert_eq!(job.exit_code, None, "{trace}");
+    assert!(!trace.contains("script-ran"), "{trace}");
+    assert!(trace.contains("Job failed (image pull failure)"), "{trace}");
+    trace
+}
+
 #[test]
 fn a_registry_outage_during_the_image_pull_is_an_image_pull_failure() {
     let gl = FakeGitlab::start();
@@ -955,20 +971,11 @@ fn a_registry_outage_during_the_image_pull_is_an_image_pull_failure() {
     let mut daemon = setup.start(&["--max-jobs", "1"]);
     let job = gl.wait_finished(id, WAIT);
     assert!(daemon.wait(WAIT).success(), "{}", daemon.log_text());
-    let trace = job.trace_text();
-    assert_eq!(job.state, JobState::Failed, "{trace}");
-    assert_eq!(
-        job.failure_reason.as_deref(),
-        Some("image_pull_failure"),
-        "{trace}"
-    );
-    assert_eq!(job.exit_code, None, "{trace}");
-    assert!(!trace.contains("script-ran"), "{trace}");
+    let trace = assert_image_pull_failure(&job);
     assert!(
         trace.contains(&format!("cannot pull `{}`", setup.image)),
         "{trace}"
     );
-    assert!(trace.contains("Job failed (image pull failure)"), "{trace}");
     assert_clean(&gl);
 }
 
@@ -989,19 +996,10 @@ fn an_image_without_the_jobs_platform_is_an_image_pull_failure() {
     let mut daemon = setup.start(&["--max-jobs", "1"]);
     let job = gl.wait_finished(id, WAIT);
     assert!(daemon.wait(WAIT).success(), "{}", daemon.log_text());
-    let trace = job.trace_text();
-    assert_eq!(job.state, JobState::Failed, "{trace}");
     // rbuild exits 1 (an input error to it); its diagnostics file names the cause, which
     // GitLab knows as an image pull failure.
-    assert_eq!(
-        job.failure_reason.as_deref(),
-        Some("image_pull_failure"),
-        "{trace}"
-    );
-    assert_eq!(job.exit_code, None, "{trace}");
-    assert!(!trace.contains("script-ran"), "{trace}");
+    let trace = assert_image_pull_failure(&job);
     assert!(trace.contains("base-image-missing-platform"), "{trace}");
-    assert!(trace.contains("Job failed (image pull failure)"), "{trace}");
     // And the merge request shows it: `rbuild run`'s diagnostics join the Code Quality
     // report (a finding without a Dockerfile place is put on `.gitlab-ci.yml`).
     let cq = job
