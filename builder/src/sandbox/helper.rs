@@ -503,16 +503,7 @@ fn run(
     if spec.network == Network::None {
         flags |= CloneFlags::CLONE_NEWNET;
     }
-    unshare(flags)
-        .map_err(|e| Fail::host("cannot create the sandbox's namespaces").cause(os(e)))?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(|e| Fail::host("cannot make the sandbox's mounts private").cause(os(e)))?;
+    unshare_private(flags, "the sandbox's namespaces")?;
     unistd::sethostname(&spec.hostname)
         .map_err(|e| Fail::host("cannot set the sandbox's hostname").cause(os(e)))?;
     if spec.network == Network::None {
@@ -1018,16 +1009,7 @@ fn tar_job(job: &TarJob, passed: Passed, session: Option<&IdMapping>) -> Result<
         return write(&snapshot::snapshot_dir(&snapshots, one.snapshot_name()));
     }
     // Several layers (or one not unpacked yet): unpack what is missing and mount them.
-    unshare(CloneFlags::CLONE_NEWNS)
-        .map_err(|e| Fail::host("cannot create a mount namespace").cause(os(e)))?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(|e| Fail::host("cannot make the mounts private").cause(os(e)))?;
+    unshare_private(CloneFlags::CLONE_NEWNS, "a mount namespace")?;
     let runs = job.state_dir.join("runs");
     mkdir_owned(&runs, None)?;
     sys::spread_subdirectories(&runs);
@@ -1217,6 +1199,21 @@ fn write_maps(ids: &IdMapping, pid: Pid) -> Result<(), String> {
             write("gid_map", &ids.gid_map())
         }
     }
+}
+
+/// Enters new namespaces (`flags`, a mount namespace among them; `what` names them in
+/// errors) and makes every mount in the new mount namespace private, so nothing mounted
+/// here propagates to the host and nothing the host mounts later appears here.
+fn unshare_private(flags: CloneFlags, what: &str) -> Result<(), Fail> {
+    unshare(flags).map_err(|e| Fail::host(format!("cannot create {what}")).cause(os(e)))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| Fail::host("cannot make the sandbox's mounts private").cause(os(e)))
 }
 
 /// Removes run directories whose helper is gone (their lock is free and they are not
