@@ -54,7 +54,7 @@ use super::rooted::Root;
 use super::spec::{
     IdMapping, LayerSpec, MapMethod, Mount, Network, RootfsMode, Spec, StepAction, StepSpec, TarJob,
 };
-use super::{fileop, mounts, procscan, snapshot, sys};
+use super::{fileop, mounts, procscan, snapshot, spares, sys};
 use crate::arch::Execution;
 use crate::layer::{self, Digest, ExtractReport};
 
@@ -124,7 +124,9 @@ fn answer(mut sock: UnixStream, passed: Passed, session: Option<&IdMapping>) -> 
             let _ = unistd::dup2_stdout(&null);
             let _ = unistd::dup2_stderr(&null);
         }
-        drop(later);
+        for dir in later.dirs.drain(..) {
+            dir.retire();
+        }
     }
     code
 }
@@ -330,6 +332,63 @@ impl RunDir {
         }
         tracing::debug!(us = t.elapsed().as_micros(), "sandbox: cleanup removed");
     }
+
+    /// After a session's step helper has replied: keeps the directory as a spare for a
+    /// later step when the step left nothing in it, or removes it and creates a fresh
+    /// spare, while fewer than [`spares::WANTED`] wait (see [`spares`]).
+    fn retire(mut self) {
+        self.unmount();
+        let wanted = spares::count(&self.runs) < spares::WANTED;
+        if wanted && self.make_spare() {
+            return;
+        }
+        self.cleanup();
+        if wanted {
+            let _ = spares::create(&self.runs);
+        }
+    }
+
+    /// Empties the run directory down to what a spare holds and renames it to a spare's
+    /// name; `false` (and nothing renamed) when the step's `upper` is not as a fresh one.
+    fn make_spare(&mut self) -> bool {
+        let path = self.runs.join(&self.id);
+        if !spares::pristine_upper(&path.join("upper")) {
+            return false;
+        }
+        let Ok(run) = Root::open(&path).and_then(|r| r.dir()) else {
+            return false;
+        };
+        let Ok(names) = run.list() else {
+            return false;
+        };
+        for name in names {
+            let keep = spares::ENTRIES.iter().any(|e| OsStr::new(e) == name);
+            if !keep && run.remove_all(&name).is_err() {
+                return false;
+            }
+        }
+        // The overlay's own `work/work` (with its `incompat/volatile` marker, which would
+        // make the next mount refuse the directory) goes; `tmp` is empty once unmounted.
+        let cleared = run.open_dir(OsStr::new("work")).and_then(|w| {
+            for name in w.list()? {
+                w.remove_all(&name)?;
+            }
+            Ok(())
+        });
+        let tmp_empty = run
+            .open_dir(OsStr::new("tmp"))
+            .and_then(|t| t.list())
+            .is_ok_and(|l| l.is_empty());
+        if cleared.is_err() || !tmp_empty {
+            return false;
+        }
+        if fs::rename(&path, self.runs.join(spares::fresh_name())).is_err() {
+            return false;
+        }
+        // Renamed away: nothing left to remove; dropping the lock frees the spare.
+        self.done = true;
+        true
+    }
 }
 
 impl Drop for RunDir {
@@ -415,12 +474,18 @@ fn run(
         .map_or(0, |d| d.as_nanos());
     let id = format!("{}-{nanos:x}", me.as_raw());
     let run_path = runs.join(&id);
-    fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&run_path)
-        .map_err(|e| Fail::host(format!("cannot create `{}`", run_path.display())).cause(e))?;
-    let lock = File::open(&run_path)
-        .map_err(|e| Fail::host(format!("cannot open `{}`", run_path.display())).cause(e))?;
+    // A session's steps take a spare run directory when one is waiting (see `spares`).
+    let spare = session.and_then(|_| spares::claim(&runs, &id));
+    let lock = if let Some(lock) = spare {
+        lock
+    } else {
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&run_path)
+            .map_err(|e| Fail::host(format!("cannot create `{}`", run_path.display())).cause(e))?;
+        File::open(&run_path)
+            .map_err(|e| Fail::host(format!("cannot open `{}`", run_path.display())).cause(e))?
+    };
     let mut run_dir = RunDir {
         runs: runs.clone(),
         id: id.clone(),
@@ -1227,7 +1292,7 @@ fn sweep(runs: &Path, own: &str) {
     };
     for e in entries.flatten() {
         let name = e.file_name();
-        if name == own {
+        if name == own || spares::is_spare(&name) {
             continue;
         }
         let old = fs::symlink_metadata(e.path())
@@ -1253,7 +1318,12 @@ fn mount_overlay(
     let upper = run.join(format!("{prefix}upper"));
     let work = run.join(format!("{prefix}work"));
     for d in [&upper, &work] {
-        fs::create_dir(d).map_err(|e| format!("cannot create `{}`: {e}", d.display()))?;
+        match fs::create_dir(d) {
+            Ok(()) => {}
+            // A spare run directory's, empty (checked when it was claimed).
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && prefix.is_empty() => {}
+            Err(e) => return Err(format!("cannot create `{}`: {e}", d.display())),
+        }
     }
     // Lower directories are named relative to the snapshot directory (the helper's
     // working directory for the mount call) to keep the option string short.

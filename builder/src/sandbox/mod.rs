@@ -47,6 +47,7 @@ pub mod procscan;
 pub mod result;
 pub mod rooted;
 mod session;
+mod spares;
 pub use session::Sessions;
 pub mod snapshot;
 pub mod source;

@@ -20,6 +20,7 @@
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -34,6 +35,26 @@ pub struct Sessions {
     /// `None`: this mapping is not served by a session (not eligible, or it failed to
     /// start); its steps get a fresh helper each.
     started: Mutex<Vec<(IdMapping, Option<Arc<Session>>)>>,
+    /// The state directories the sessions' steps used: their spare run directories are
+    /// removed when the build ends (see [`super::spares`]).
+    state_dirs: Mutex<Vec<PathBuf>>,
+}
+
+impl Drop for Sessions {
+    fn drop(&mut self) {
+        // Ending the sessions waits for every step helper, spares made by now included.
+        drop(std::mem::take(
+            &mut *self.started.lock().unwrap_or_else(PoisonError::into_inner),
+        ));
+        for dir in self
+            .state_dirs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            super::spares::remove_all(&dir.join("runs"));
+        }
+    }
 }
 
 impl std::fmt::Debug for Sessions {
@@ -50,6 +71,15 @@ impl Sessions {
     /// [`super::run_step`], through the session of the spec's mapping when there is one.
     pub fn run_step(&self, spec: &Spec, io: StepIo<'_>) -> Result<StepResult, SandboxError> {
         let session = self.session_for(&spec.ids);
+        if session.is_some() {
+            let mut dirs = self
+                .state_dirs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if !dirs.contains(&spec.state_dir) {
+                dirs.push(spec.state_dir.clone());
+            }
+        }
         super::run_step_in(spec, io, session.as_deref())
     }
 
