@@ -478,76 +478,62 @@ fn exchange(
         sent_early = ours.write(payload).unwrap_or(0);
         ours.set_nonblocking(false).map_err(SandboxError::Spawn)?;
     }
-    let (mut child, stdout, stderr): (
-        Option<std::process::Child>,
-        Box<dyn Read + Send>,
-        Box<dyn Read + Send>,
-    ) = if let Some(session) = session {
-        let (out_r, out_w) = pipe()?;
-        let (err_r, err_w) = pipe()?;
-        session.launch(
-            theirs.as_fd(),
-            out_w.as_fd(),
-            err_w.as_fd(),
-            layer_pipe.as_ref().map(|(_, w)| w.as_fd()),
-            input_pipe.as_ref().map(|(r, _)| r.as_fd()),
-        )?;
-        (None, Box::new(out_r), Box::new(err_r))
-    } else {
-        let mut cmd = Command::new("/proc/self/exe");
-        cmd.arg(HELPER_SUBCOMMAND)
-            .arg("--parent")
-            .arg(std::process::id().to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut fds = vec![(theirs.as_raw_fd(), 3)];
-        if let Some((_, w)) = &layer_pipe {
-            fds.push((w.as_raw_fd(), 4));
-        }
-        if let Some((r, _)) = &input_pipe {
-            fds.push((r.as_raw_fd(), 5));
-        }
-        sys::pass_fds(&mut cmd, &fds);
-        let mut child = cmd.spawn().map_err(SandboxError::Spawn)?;
-        let (Some(o), Some(e)) = (child.stdout.take(), child.stderr.take()) else {
-            return Err(SandboxError::NoReply(
-                "the helper's output is not piped".into(),
-            ));
+    let (mut child, stdout, stderr): (Option<std::process::Child>, std::fs::File, std::fs::File) =
+        if let Some(session) = session {
+            let (out_r, out_w) = pipe()?;
+            let (err_r, err_w) = pipe()?;
+            session.launch(
+                theirs.as_fd(),
+                out_w.as_fd(),
+                err_w.as_fd(),
+                layer_pipe.as_ref().map(|(_, w)| w.as_fd()),
+                input_pipe.as_ref().map(|(r, _)| r.as_fd()),
+            )?;
+            (None, out_r, err_r)
+        } else {
+            let mut cmd = Command::new("/proc/self/exe");
+            cmd.arg(HELPER_SUBCOMMAND)
+                .arg("--parent")
+                .arg(std::process::id().to_string())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let mut fds = vec![(theirs.as_raw_fd(), 3)];
+            if let Some((_, w)) = &layer_pipe {
+                fds.push((w.as_raw_fd(), 4));
+            }
+            if let Some((r, _)) = &input_pipe {
+                fds.push((r.as_raw_fd(), 5));
+            }
+            sys::pass_fds(&mut cmd, &fds);
+            let mut child = cmd.spawn().map_err(SandboxError::Spawn)?;
+            let (Some(o), Some(e)) = (child.stdout.take(), child.stderr.take()) else {
+                return Err(SandboxError::NoReply(
+                    "the helper's output is not piped".into(),
+                ));
+            };
+            let (o, e) = (std::os::fd::OwnedFd::from(o), std::os::fd::OwnedFd::from(e));
+            (Some(child), o.into(), e.into())
         };
-        (Some(child), Box::new(o), Box::new(e))
-    };
     drop(theirs);
     let layer_r = layer_pipe.map(|(r, _w)| r);
     let input_w = input_pipe.map(|(_r, w)| w);
     let output = io.output;
     let mut reply = Vec::new();
     let status = std::thread::scope(|s| {
-        let pump = |mut from: Box<dyn Read + Send>, which: OutputStream| {
-            move || {
-                let mut buf = vec![0u8; 16 * 1024];
-                loop {
-                    match from.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => output(which, &buf[..n]),
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(_) => break,
-                    }
-                }
-            }
-        };
-        let pumps = [
-            s.spawn(pump(stdout, OutputStream::Stdout)),
-            s.spawn(pump(stderr, OutputStream::Stderr)),
-        ];
         let input = io.input.zip(input_w).map(|(f, w)| s.spawn(move || f(w)));
         let layer = io.layer.zip(layer_r).map(|(f, r)| s.spawn(move || f(r)));
+        // The helper reads its whole spec before it writes anything.
         let sent = ours
             .write_all(&payload[sent_early..])
             .and_then(|()| ours.shutdown(std::net::Shutdown::Write));
-        if sent.is_ok() {
-            let _ = ours.read_to_end(&mut reply);
-        }
+        drain(
+            sent.is_ok().then_some(&mut ours),
+            &mut reply,
+            stdout,
+            stderr,
+            output,
+        );
         let status = match child.as_mut() {
             Some(c) => c.wait().map(|s| s.to_string()),
             // A session's helper is reaped by the session; its socket closing is its end.
@@ -557,9 +543,6 @@ fn exchange(
         // or by exiting); its error is moot if the helper failed, which the reply says.
         if let Some(h) = input {
             let _ = h.join();
-        }
-        for p in pumps {
-            let _ = p.join();
         }
         let layer_result = layer.map(std::thread::ScopedJoinHandle::join);
         (status, layer_result)
@@ -580,6 +563,74 @@ fn exchange(
             Err(e) => e.to_string(),
         })
     })
+}
+
+/// Reads the helper's reply from `sock` (when the request went out) into `reply`, and its
+/// output pipes into `output` as it comes, until all of them are at end of file: one
+/// thread for all three (a build runs one step after another, and every thread started
+/// per step is time the next one waits for).
+fn drain(
+    mut sock: Option<&mut UnixStream>,
+    reply: &mut Vec<u8>,
+    stdout: std::fs::File,
+    stderr: std::fs::File,
+    output: &(dyn Fn(OutputStream, &[u8]) + Sync),
+) {
+    let mut pipes = [
+        Some((stdout, OutputStream::Stdout)),
+        Some((stderr, OutputStream::Stderr)),
+    ];
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(3);
+        if let Some(s) = sock.as_deref() {
+            fds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
+        }
+        for (f, _) in pipes.iter().flatten() {
+            fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+        }
+        if fds.is_empty() {
+            return;
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return,
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        let mut ready = ready.into_iter();
+        let mut sock_done = false;
+        if let Some(s) = sock.as_deref_mut()
+            && ready.next() == Some(true)
+        {
+            match s.read(&mut buf) {
+                Ok(0) => sock_done = true,
+                Ok(n) => reply.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => sock_done = true,
+            }
+        }
+        if sock_done {
+            sock = None;
+        }
+        for slot in pipes.iter_mut().filter(|p| p.is_some()) {
+            if ready.next() != Some(true) {
+                continue;
+            }
+            let Some((f, which)) = slot.as_mut() else {
+                continue;
+            };
+            match f.read(&mut buf) {
+                Ok(0) => *slot = None,
+                Ok(n) => output(*which, &buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => *slot = None,
+            }
+        }
+    }
 }
 
 /// This process's peak resident set size in KiB (`VmHWM`), for benchmarks.
