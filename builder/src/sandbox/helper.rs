@@ -1219,32 +1219,37 @@ fn write_maps(ids: &IdMapping, pid: Pid) -> Result<(), String> {
             newuidmap,
             newgidmap,
         } => {
-            let spawn = |tool: &Path, ranges: &[super::spec::IdRange]| {
-                Command::new(tool)
+            let map = |tool: &Path, ranges: &[super::spec::IdRange]| {
+                let out = Command::new(tool)
                     .arg(pid.as_raw().to_string())
                     .args(triples(ranges))
                     .stdin(std::process::Stdio::null())
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .map_err(|e| format!("cannot run `{}`: {e}", tool.display()))
-            };
-            let u = spawn(newuidmap, &ids.uid)?;
-            let g = spawn(newgidmap, &ids.gid)?;
-            for (tool, child) in [(newuidmap, u), (newgidmap, g)] {
-                let out = child
-                    .wait_with_output()
-                    .map_err(|e| format!("cannot wait for `{}`: {e}", tool.display()))?;
-                if !out.status.success() {
-                    return Err(format!(
+                    .output()
+                    .map_err(|e| format!("cannot run `{}`: {e}", tool.display()))?;
+                if out.status.success() {
+                    Ok(())
+                } else {
+                    Err(format!(
                         "`{}` failed ({}): {}",
                         tool.display(),
                         out.status,
                         String::from_utf8_lossy(&out.stderr).trim()
-                    ));
+                    ))
                 }
-            }
-            Ok(())
+            };
+            // Both at once, from two threads of this (forked, throwaway) process: starting
+            // a command waits until it has executed, and executing a setuid program is
+            // most of what each costs (~1 ms).
+            std::thread::scope(|s| {
+                let gid = s.spawn(|| map(newgidmap, &ids.gid));
+                let uid = map(newuidmap, &ids.uid);
+                let gid = gid
+                    .join()
+                    .unwrap_or_else(|_| Err(format!("`{}` failed", newgidmap.display())));
+                uid.and(gid)
+            })
         }
         MapMethod::Direct | MapMethod::Single => {
             let proc = PathBuf::from(format!("/proc/{}", pid.as_raw()));
