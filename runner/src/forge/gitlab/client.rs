@@ -235,6 +235,30 @@ impl Client {
         req.send().await.map_err(send_error(what, url))
     }
 
+    /// A runner-level call: `body` as JSON, POSTed to `path` with the runner's token.
+    /// Returns the URL (for errors) and the answer.
+    async fn runner_call(
+        &self,
+        what: &'static str,
+        path: &str,
+        token: &Secret,
+        body: &impl serde::Serialize,
+        timeout: Duration,
+    ) -> Result<(String, Response), ApiError> {
+        let url = self.url(path);
+        let resp = self
+            .send(
+                what,
+                Method::POST,
+                &url,
+                Token::Runner(token),
+                Body::Json(json(body)),
+                Some(timeout),
+            )
+            .await?;
+        Ok((url, resp))
+    }
+
     /// `POST runners/verify`: checks the token and registers this host's `system_id`.
     pub async fn verify(
         &self,
@@ -243,21 +267,13 @@ impl Client {
         info: &Info,
     ) -> Result<VerifyResponse, ApiError> {
         const WHAT: &str = "runner verification";
-        let url = self.url("runners/verify");
-        let body = json(&VerifyRequest {
+        let body = VerifyRequest {
             token,
             system_id,
             info,
-        });
-        let resp = self
-            .send(
-                WHAT,
-                Method::POST,
-                &url,
-                Token::Runner(token),
-                Body::Json(body),
-                Some(CALL_TIMEOUT),
-            )
+        };
+        let (url, resp) = self
+            .runner_call(WHAT, "runners/verify", token, &body, CALL_TIMEOUT)
             .await?;
         match resp.status() {
             StatusCode::OK | StatusCode::CREATED => {
@@ -279,22 +295,14 @@ impl Client {
         info: &Info,
     ) -> Result<RequestOutcome, ApiError> {
         const WHAT: &str = "a job request";
-        let url = self.url("jobs/request");
-        let body = json(&JobRequest {
+        let body = JobRequest {
             token,
             system_id,
             last_update,
             info,
-        });
-        let resp = self
-            .send(
-                WHAT,
-                Method::POST,
-                &url,
-                Token::Runner(token),
-                Body::Json(body),
-                Some(self.poll_timeout),
-            )
+        };
+        let (url, resp) = self
+            .runner_call(WHAT, "jobs/request", token, &body, self.poll_timeout)
             .await?;
         let last = header(resp.headers(), LAST_UPDATE);
         match resp.status() {
