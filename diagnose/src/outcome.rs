@@ -127,15 +127,34 @@ fn colour() -> bool {
 
 /// Writes the error report for `err` to `out` in the `STYLE.md` format.
 pub fn write_report(out: &mut dyn Write, err: &anyhow::Error, colour: bool) -> std::io::Result<()> {
+    let (_, hints) = classify(err);
+    write_report_with(out, err, &[], &hints, colour)
+}
+
+/// Writes a report in the `STYLE.md` format from a classification made elsewhere: the
+/// `error:` line (the top of `err`'s chain), each of `details` indented under it, a
+/// `caused by:` line for every further cause, then a `hint:` line for each of `hints`.
+///
+/// [`write_report`] is this with `rbuild`'s classification (no details); `rbuild-runner`
+/// calls it with its own exit codes and failures, whose details list configuration problems.
+pub fn write_report_with(
+    out: &mut dyn Write,
+    err: &anyhow::Error,
+    details: &[String],
+    hints: &[String],
+    colour: bool,
+) -> std::io::Result<()> {
     let (red, yellow, bold, reset) = if colour {
         ("\x1b[1;31m", "\x1b[1;33m", "\x1b[1m", "\x1b[0m")
     } else {
         ("", "", "", "")
     };
-    let (_, hints) = classify(err);
     let mut chain = err.chain();
     if let Some(top) = chain.next() {
         writeln!(out, "{red}error{reset}{bold}:{reset} {top}")?;
+    }
+    for line in details {
+        writeln!(out, "  {line}")?;
     }
     for cause in chain {
         writeln!(out, "  caused by: {cause}")?;
@@ -148,12 +167,18 @@ pub fn write_report(out: &mut dyn Write, err: &anyhow::Error, colour: bool) -> s
 
 /// Prints the report for `err` on stderr and returns the exit code to end with.
 pub fn report(err: &anyhow::Error) -> Exit {
-    let (exit, _) = classify(err);
+    let (exit, hints) = classify(err);
+    print_report_with(err, &[], &hints);
+    exit
+}
+
+/// Prints [`write_report_with`]'s report on stderr, in colour on a terminal unless
+/// `NO_COLOR` is set.
+pub fn print_report_with(err: &anyhow::Error, details: &[String], hints: &[String]) {
     let stderr = std::io::stderr();
     let mut lock = stderr.lock();
     // If stderr itself is gone there is no one left to tell; the exit code still says it.
-    let _ = write_report(&mut lock, err, colour());
-    exit
+    let _ = write_report_with(&mut lock, err, details, hints, colour());
 }
 
 #[cfg(test)]

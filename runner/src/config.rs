@@ -294,10 +294,29 @@ pub fn load(path: &Path, env: &Environment) -> Result<Config, ConfigError> {
     }
 }
 
-/// Maps `RBUILD_RUNNER_*` variables to config keys. Instance tokens are returned apart,
-/// by instance index, and never become config values.
 /// Secrets from the environment by (section, instance index, key): (variable name, value).
 type EnvTokens = BTreeMap<(&'static str, usize, &'static str), (String, Secret)>;
+
+/// A `[[section]]` array of instances (`gitlab`, `github`): its keys, and its secrets,
+/// which only the environment may carry (`RBUILD_RUNNER_<SECTION>__<NAME>__<SECRET>`).
+struct Instances {
+    section: &'static str,
+    keys: &'static [&'static str],
+    secrets: &'static [&'static str],
+}
+
+const INSTANCES: [Instances; 2] = [
+    Instances {
+        section: "gitlab",
+        keys: GITLAB_KEYS,
+        secrets: &["token"],
+    },
+    Instances {
+        section: "github",
+        keys: GITHUB_KEYS,
+        secrets: GITHUB_SECRETS,
+    },
+];
 
 /// Instance names of the `[[section]]` tables of the file.
 fn instance_names(base: &Value, section: &str) -> Vec<String> {
@@ -316,14 +335,31 @@ fn instance_names(base: &Value, section: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// An instance name as environment variables spell it: upper case, `-` as `_`.
+fn env_name(name: &str) -> String {
+    name.to_ascii_uppercase().replace('-', "_")
+}
+
+/// The variable that sets `key` of the `[[section]]` instance `name`
+/// (`RBUILD_RUNNER_<SECTION>__<NAME>__<KEY>`).
+pub(crate) fn instance_var(section: &str, name: &str, key: &str) -> String {
+    format!(
+        "{}{}__{}__{}",
+        envvars::CONFIG_PREFIX,
+        section.to_ascii_uppercase(),
+        env_name(name),
+        key.to_ascii_uppercase()
+    )
+}
+
+/// Maps `RBUILD_RUNNER_*` variables to config keys. Instance secrets are returned apart,
+/// by instance index, and never become config values.
 fn env_overrides(
     base: &Value,
     env: &Environment,
     problems: &mut Vec<Problem>,
 ) -> (Vec<(String, String)>, EnvTokens) {
-    let names = instance_names(base, "gitlab");
-    let github_names = instance_names(base, "github");
-    let env_name = |n: &str| n.to_ascii_uppercase().replace('-', "_");
+    let names = INSTANCES.map(|i| instance_names(base, i.section));
     let mut overrides = Vec::new();
     let mut tokens = BTreeMap::new();
     for (var, value) in &env.vars {
@@ -340,6 +376,12 @@ fn env_overrides(
                 message: "this environment variable is not a configuration key".to_owned(),
                 fix,
             });
+        };
+        let section_of = |section: &str| {
+            INSTANCES
+                .iter()
+                .zip(&names)
+                .find(|(i, _)| i.section.to_ascii_uppercase() == section)
         };
         match parts.as_slice() {
             [key] => {
@@ -369,52 +411,31 @@ fn env_overrides(
                     );
                 }
             }
-            ["GITLAB", name, key] => {
+            [section, name, key] if let Some((instances, names)) = section_of(section) => {
+                let section = instances.section;
                 let Some(index) = names.iter().position(|n| env_name(n) == *name) else {
                     unknown(
                         problems,
                         format!(
-                            "no `[[gitlab]]` instance is named `{}` in the file (instances: {}); the variable names an instance as RBUILD_RUNNER_GITLAB__<NAME>__<KEY>",
+                            "no `[[{section}]]` instance is named `{}` in the file (instances: {}); the variable names an instance as {}",
                             name.to_ascii_lowercase(),
-                            if names.is_empty() { "none".to_owned() } else { list(&names.iter().map(String::as_str).collect::<Vec<_>>()) }
+                            if names.is_empty() { "none".to_owned() } else { list(&names.iter().map(String::as_str).collect::<Vec<_>>()) },
+                            instance_var(section, "<NAME>", "<KEY>"),
                         ),
                     );
                     continue;
                 };
                 let key = key.to_ascii_lowercase();
-                if key == "token" {
-                    tokens.insert(("gitlab", index, "token"), (var.clone(), Secret::new(value.trim())));
-                } else if GITLAB_KEYS.contains(&key.as_str()) && key != "name" {
-                    overrides.push((format!("gitlab[{index}].{key}"), value.clone()));
-                } else {
-                    unknown(
-                        problems,
-                        format!("`[[gitlab]]` keys are {} and `token`", list(GITLAB_KEYS)),
-                    );
-                }
-            }
-            ["GITHUB", name, key] => {
-                let Some(index) = github_names.iter().position(|n| env_name(n) == *name) else {
-                    unknown(
-                        problems,
-                        format!(
-                            "no `[[github]]` instance is named `{}` in the file (instances: {}); the variable names an instance as RBUILD_RUNNER_GITHUB__<NAME>__<KEY>",
-                            name.to_ascii_lowercase(),
-                            if github_names.is_empty() { "none".to_owned() } else { list(&github_names.iter().map(String::as_str).collect::<Vec<_>>()) }
-                        ),
-                    );
-                    continue;
-                };
-                let key = key.to_ascii_lowercase();
-                if let Some(secret) = GITHUB_SECRETS.iter().find(|s| **s == key) {
+                if let Some(secret) = instances.secrets.iter().find(|s| **s == key) {
+                    // A PEM key keeps its lines; tokens and shared secrets lose stray spaces.
                     let v = if *secret == "private_key" { value.clone() } else { value.trim().to_owned() };
-                    tokens.insert(("github", index, secret), (var.clone(), Secret::new(v)));
-                } else if GITHUB_KEYS.contains(&key.as_str()) && key != "name" {
-                    overrides.push((format!("github[{index}].{key}"), value.clone()));
+                    tokens.insert((section, index, *secret), (var.clone(), Secret::new(v)));
+                } else if instances.keys.contains(&key.as_str()) && key != "name" {
+                    overrides.push((format!("{section}[{index}].{key}"), value.clone()));
                 } else {
                     unknown(
                         problems,
-                        format!("`[[github]]` keys are {} and {}", list(GITHUB_KEYS), list(GITHUB_SECRETS)),
+                        format!("`[[{section}]]` keys are {} and {}", list(instances.keys), list(instances.secrets)),
                     );
                 }
             }
@@ -545,6 +566,148 @@ impl Table<'_> {
     }
 }
 
+/// The `name` of an instance table: required, letters, digits, `-` and `_` only (it is
+/// part of state files, metrics and `RBUILD_RUNNER_<SECTION>__<NAME>__<KEY>`).
+pub(crate) fn instance_name(t: &Table<'_>, problems: &mut Vec<Problem>) -> String {
+    let name = t.string("name", problems).unwrap_or_default();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        problems.push(Problem {
+            key: t.key("name"),
+            message: if name.is_empty() {
+                "every instance needs a name".to_owned()
+            } else {
+                format!("`{name}` has characters other than letters, digits, `-` and `_`")
+            },
+            fix: "write it like `name = \"main\"`".to_owned(),
+        });
+    }
+    name
+}
+
+/// Calls `each` with the index and table (keys `section[i].*`) of every entry of the
+/// `[[section]]` array, in order. Reports an entry that is not a table, and a `section`
+/// that is not an array, or an empty one when `at_least_one`; `noun` names an entry in
+/// the fixes ("write each instance as a `[[gitlab]]` table").
+pub(crate) fn each_instance<'a>(
+    root: &'a Value,
+    section: &str,
+    noun: &str,
+    at_least_one: bool,
+    problems: &mut Vec<Problem>,
+    mut each: impl FnMut(usize, &Table<'a>, &mut Vec<Problem>),
+) {
+    let fix = || format!("write each {noun} as a `[[{section}]]` table");
+    match root.get(section) {
+        None => {}
+        Some(Value::Array(items)) if !(at_least_one && items.is_empty()) => {
+            for (i, item) in items.iter().enumerate() {
+                let prefix = format!("{section}[{i}]");
+                let Some(map) = item.as_object() else {
+                    problems.push(Problem {
+                        key: prefix,
+                        message: "expected a table".to_owned(),
+                        fix: fix(),
+                    });
+                    continue;
+                };
+                each(i, &Table { map, prefix }, problems);
+            }
+        }
+        Some(_) => problems.push(Problem {
+            key: section.to_owned(),
+            message: format!("expected one or more `[[{section}]]` tables"),
+            fix: fix(),
+        }),
+    }
+}
+
+/// The problem of `section[i]` taking the name of an earlier instance.
+pub(crate) fn duplicate_name(section: &str, i: usize, name: &str) -> Problem {
+    Problem {
+        key: format!("{section}[{i}].name"),
+        message: format!("`{name}` names two instances"),
+        fix: format!("give every `[[{section}]]` instance its own name"),
+    }
+}
+
+/// A secret of an instance, read from the file `<key>_file` or taken from the
+/// environment (exactly one of them), and how problems speak of it.
+pub(crate) struct SecretSource<'a> {
+    /// `token`, `private_key`.
+    pub(crate) key: &'a str,
+    /// What it is, in "... is given twice" (`the token`).
+    pub(crate) what: &'a str,
+    /// The fix when the file cannot be read.
+    pub(crate) create: String,
+    /// The problem (message, fix) when neither the file nor the environment gives it.
+    pub(crate) missing: (String, String),
+}
+
+impl SecretSource<'_> {
+    /// The secret, untrimmed, and where it came from for messages (the file or the
+    /// variable); an empty secret after a problem.
+    pub(crate) fn read(
+        &self,
+        t: &Table<'_>,
+        dir: &Path,
+        env: Option<&(String, Secret)>,
+        problems: &mut Vec<Problem>,
+    ) -> (Secret, String) {
+        let file_key = format!("{}_file", self.key);
+        let file = t.path(&file_key, dir, problems);
+        let mut problem = |message, fix| {
+            problems.push(Problem {
+                key: t.key(&file_key),
+                message,
+                fix,
+            });
+            (Secret::default(), String::new())
+        };
+        match (file, env) {
+            (Some(_), Some((var, _))) => problem(
+                format!("{} is given twice, by `{file_key}` and by {var}", self.what),
+                "keep one of them".to_owned(),
+            ),
+            (Some(f), None) => match read_secret_file(&f, &self.create) {
+                Ok(s) => (Secret::new(s), format!("file `{}`", f.display())),
+                Err((message, fix)) => problem(message, fix),
+            },
+            (None, Some((var, s))) => (s.clone(), format!("variable {var}")),
+            (None, None) => problem(self.missing.0.clone(), self.missing.1.clone()),
+        }
+    }
+}
+
+/// The text of a secret file that only the runner's user may read; `create` is the fix
+/// when it cannot be opened.
+fn read_secret_file(path: &Path, create: &str) -> Result<String, (String, String)> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        (
+            format!("cannot read `{}`: {e}", path.display()),
+            create.to_owned(),
+        )
+    })?;
+    if meta.permissions().mode() & 0o004 != 0 {
+        return Err((
+            format!(
+                "`{}` is readable by every user of this host",
+                path.display()
+            ),
+            format!("`chmod 600 {}`", path.display()),
+        ));
+    }
+    std::fs::read_to_string(path).map_err(|e| {
+        (
+            format!("cannot read `{}`: {e}", path.display()),
+            "make the file readable by the runner's user".to_owned(),
+        )
+    })
+}
+
 fn plain(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -642,48 +805,33 @@ fn validate(
 
     let executor = validate_executor(root.get("executor"), dir, env, problems);
 
-    let mut gitlab = Vec::new();
-    match root.get("gitlab") {
-        None if root.get("github").is_some() => {}
-        None => problems.push(Problem {
+    if root.get("gitlab").is_none() && root.get("github").is_none() {
+        problems.push(Problem {
             key: "gitlab".to_owned(),
             message: "no GitLab or GitHub instance is configured".to_owned(),
             fix: "add a `[[gitlab]]` table with `name`, `url` and `token_file`, or a `[[github]]` table (docs/github-fleet.md)".to_owned(),
-        }),
-        Some(Value::Array(items)) if !items.is_empty() => {
-            for (i, item) in items.iter().enumerate() {
-                let prefix = format!("gitlab[{i}]");
-                let Some(map) = item.as_object() else {
-                    problems.push(Problem {
-                        key: prefix,
-                        message: "expected a table".to_owned(),
-                        fix: "write each instance as a `[[gitlab]]` table".to_owned(),
-                    });
-                    continue;
-                };
-                let t = Table { map, prefix };
-                gitlab.push(validate_gitlab(
-                    &t,
-                    dir,
-                    token_env.get(&("gitlab", i, "token")),
-                    problems,
-                ));
-            }
-        }
-        Some(_) => problems.push(Problem {
-            key: "gitlab".to_owned(),
-            message: "expected one or more `[[gitlab]]` tables".to_owned(),
-            fix: "write each instance as a `[[gitlab]]` table".to_owned(),
-        }),
+        });
     }
+    let mut gitlab = Vec::new();
+    each_instance(
+        root,
+        "gitlab",
+        "instance",
+        true,
+        problems,
+        |i, t, problems| {
+            gitlab.push(validate_gitlab(
+                t,
+                dir,
+                token_env.get(&("gitlab", i, "token")),
+                problems,
+            ));
+        },
+    );
     let mut seen = Vec::new();
     for (i, g) in gitlab.iter().enumerate() {
         if seen.contains(&g.name) {
-            problems.push(Problem {
-                key: format!("gitlab[{i}].name"),
-                message: format!("`{}` names two instances", g.name),
-                fix: "give every `[[gitlab]]` instance its own name".to_owned(),
-            });
+            problems.push(duplicate_name("gitlab", i, &g.name));
         }
         seen.push(g.name.clone());
     }
@@ -861,22 +1009,7 @@ fn validate_gitlab(
     problems: &mut Vec<Problem>,
 ) -> GitlabInstance {
     t.unknown_keys(GITLAB_KEYS, problems);
-    let name = t.string("name", problems).unwrap_or_default();
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        problems.push(Problem {
-            key: t.key("name"),
-            message: if name.is_empty() {
-                "every instance needs a name".to_owned()
-            } else {
-                format!("`{name}` has characters other than letters, digits, `-` and `_`")
-            },
-            fix: "write it like `name = \"main\"`".to_owned(),
-        });
-    }
+    let name = instance_name(t, problems);
     let url = t.string("url", problems).unwrap_or_default();
     let url = match reqwest::Url::parse(&url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
@@ -895,43 +1028,21 @@ fn validate_gitlab(
             String::new()
         }
     };
-    let file = t.path("token_file", dir, problems);
-    let (token, token_source) = match (file, env_token) {
-        (Some(_), Some((var, _))) => {
-            problems.push(Problem {
-                key: t.key("token_file"),
-                message: format!("the token is given twice, by `token_file` and by {var}"),
-                fix: "keep one of them".to_owned(),
-            });
-            (Secret::new(""), String::new())
-        }
-        (Some(f), None) => match read_token_file(&f) {
-            Ok(tok) => (tok, format!("file `{}`", f.display())),
-            Err((message, fix)) => {
-                problems.push(Problem {
-                    key: t.key("token_file"),
-                    message,
-                    fix,
-                });
-                (Secret::new(""), String::new())
-            }
-        },
-        (None, Some((var, tok))) => (tok.clone(), format!("variable {var}")),
-        (None, None) => {
-            let var = format!(
-                "RBUILD_RUNNER_GITLAB__{}__TOKEN",
-                name.to_ascii_uppercase().replace('-', "_")
-            );
-            problems.push(Problem {
-                key: t.key("token_file"),
-                message: "no runner authentication token".to_owned(),
-                fix: format!(
-                    "create the runner in GitLab (Settings > CI/CD > Runners > New project runner), save its `glrt-` token in a file only the runner can read and set `token_file`, or set {var}"
-                ),
-            });
-            (Secret::new(""), String::new())
-        }
-    };
+    let (token, token_source) = SecretSource {
+        key: "token",
+        what: "the token",
+        create: "create the file with the runner's `glrt-` token, readable by the runner's user"
+            .to_owned(),
+        missing: (
+            "no runner authentication token".to_owned(),
+            format!(
+                "create the runner in GitLab (Settings > CI/CD > Runners > New project runner), save its `glrt-` token in a file only the runner can read and set `token_file`, or set {}",
+                instance_var("gitlab", &name, "token")
+            ),
+        ),
+    }
+    .read(t, dir, env_token, problems);
+    let token = Secret::new(token.expose().trim());
     if !token.expose().is_empty() {
         check_token(
             token.expose(),
@@ -995,32 +1106,6 @@ pub fn valid_system_id(id: &str) -> bool {
     id.len() == 14
         && (id.starts_with("s_") || id.starts_with("r_"))
         && id[2..].chars().all(|c| c.is_ascii_alphanumeric())
-}
-
-pub(crate) fn read_token_file(path: &Path) -> Result<Secret, (String, String)> {
-    let meta = std::fs::metadata(path).map_err(|e| {
-        (
-            format!("cannot read `{}`: {e}", path.display()),
-            "create the file with the runner's `glrt-` token, readable by the runner's user"
-                .to_owned(),
-        )
-    })?;
-    if meta.permissions().mode() & 0o004 != 0 {
-        return Err((
-            format!(
-                "`{}` is readable by every user of this host",
-                path.display()
-            ),
-            format!("`chmod 600 {}`", path.display()),
-        ));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        (
-            format!("cannot read `{}`: {e}", path.display()),
-            "make the file readable by the runner's user".to_owned(),
-        )
-    })?;
-    Ok(Secret::new(text.trim()))
 }
 
 fn check_token(token: &str, source: &str, key: &str, problems: &mut Vec<Problem>) {

@@ -1,14 +1,14 @@
-//! How an `rbuild-runner` command ends: exit codes and the one renderer for errors.
+//! How an `rbuild-runner` command ends: exit codes and the classification of errors.
 //!
 //! The same shape as `rbuild`'s (see `STYLE.md`): an error carrying a [`Failure`] in its
 //! chain is classified (exit code and hints come from it); anything else is a bug (101).
-//! This module owns the `error: ...` / `  caused by: ...` / `hint: ...` lines; nothing else
-//! prints errors.
+//! The `error: ...` / `  caused by: ...` / `hint: ...` lines are drawn by `rbuild`'s
+//! renderer (`rbuild_diagnose::outcome`); nothing else prints errors.
 
 use std::fmt;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
-use crate::envvars;
+use rbuild_diagnose::outcome;
 
 /// Exit codes of `rbuild-runner`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,44 +104,22 @@ fn failure(err: &anyhow::Error) -> Option<&Failure> {
     err.chain().find_map(|e| e.downcast_ref::<Failure>())
 }
 
-fn colour() -> bool {
-    std::io::stderr().is_terminal()
-        && std::env::var_os(envvars::NO_COLOR).is_none_or(|v| v.is_empty())
+/// The lines under the `error:` line: the details of the outermost [`Failure`].
+fn details(err: &anyhow::Error) -> &[String] {
+    failure(err).map_or(&[], |f| &f.details)
 }
 
-/// Writes the report for `err` in the `STYLE.md` format.
+/// Writes the report for `err` in the `STYLE.md` format (`rbuild`'s renderer, with this
+/// crate's classification and a failure's details under the `error:` line).
 pub fn write_report(out: &mut dyn Write, err: &anyhow::Error, colour: bool) -> std::io::Result<()> {
-    let (red, yellow, bold, reset) = if colour {
-        ("\x1b[1;31m", "\x1b[1;33m", "\x1b[1m", "\x1b[0m")
-    } else {
-        ("", "", "", "")
-    };
     let (_, hints) = classify(err);
-    let mut chain = err.chain();
-    if let Some(top) = chain.next() {
-        writeln!(out, "{red}error{reset}{bold}:{reset} {top}")?;
-    }
-    if let Some(f) = failure(err) {
-        for line in &f.details {
-            writeln!(out, "  {line}")?;
-        }
-    }
-    for cause in chain {
-        writeln!(out, "  caused by: {cause}")?;
-    }
-    for hint in hints {
-        writeln!(out, "{yellow}hint{reset}{bold}:{reset} {hint}")?;
-    }
-    Ok(())
+    outcome::write_report_with(out, err, details(err), &hints, colour)
 }
 
 /// Prints the report for `err` on stderr and returns the exit code to end with.
 pub fn report(err: &anyhow::Error) -> Exit {
-    let (exit, _) = classify(err);
-    let stderr = std::io::stderr();
-    let mut lock = stderr.lock();
-    // If stderr is gone there is no one left to tell; the exit code still says it.
-    let _ = write_report(&mut lock, err, colour());
+    let (exit, hints) = classify(err);
+    outcome::print_report_with(err, details(err), &hints);
     exit
 }
 
@@ -168,6 +146,22 @@ mod tests {
             "error: invalid configuration `r.toml`\n  caused by: `gitlab[0].url`: `ftp://x` is not an http(s) URL\nhint: write it like `https://gitlab.example.com`\n"
         );
         assert_eq!(classify(&err).0.code(), 2);
+    }
+
+    #[test]
+    fn details_stand_under_the_error_line() {
+        let err = anyhow::Error::new(
+            Failure::new(Exit::Usage, "the configuration `r.toml` has 2 problems")
+                .detail("`concurent`: unknown key (did you mean `concurrent`?)")
+                .detail("`listen`: `x` is not an address with a port")
+                .hint("fix them and run `rbuild-runner check-config`"),
+        );
+        let mut buf = Vec::new();
+        write_report(&mut buf, &err, false).unwrap();
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "error: the configuration `r.toml` has 2 problems\n  `concurent`: unknown key (did you mean `concurrent`?)\n  `listen`: `x` is not an address with a port\nhint: fix them and run `rbuild-runner check-config`\n"
+        );
     }
 
     #[test]

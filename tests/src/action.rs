@@ -30,6 +30,20 @@ pub struct ActionRun {
     pub path: Vec<String>,
 }
 
+impl ActionRun {
+    /// Asserts that the action failed and that its log says `needle` (the log is the
+    /// failure message otherwise).
+    #[track_caller]
+    pub fn assert_failed_with(&self, needle: &str) {
+        assert!(!self.success, "the action succeeded:\n{}", self.log);
+        assert!(
+            self.log.contains(needle),
+            "no `{needle}` in the action's log:\n{}",
+            self.log
+        );
+    }
+}
+
 /// Reads a `GITHUB_OUTPUT`-style file.
 pub fn parse_env_file(text: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();

@@ -156,21 +156,10 @@ impl RunnerSetup {
     /// Starts `rbuild-runner run --config ... EXTRA` in the background.
     pub fn start(&self, extra: &[&str]) -> Daemon {
         let log = self.dir.path().join(format!("daemon-{}.log", next_log()));
-        let f = fs::File::create(&log).expect("a daemon log file");
         let config = self.config.to_string_lossy().into_owned();
         let mut args = vec!["run", "--config", &config];
         args.extend_from_slice(extra);
-        let child = self
-            .command(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(f)
-            .spawn()
-            .expect("starting rbuild-runner");
-        Daemon {
-            child: Some(child),
-            log,
-        }
+        Daemon::spawn(&mut self.command(&args), log)
     }
 }
 
@@ -188,6 +177,22 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Starts `cmd` (an `rbuild-runner` command line) in the background, its stderr going
+    /// to `log`, stdin and stdout to `/dev/null`.
+    pub fn spawn(cmd: &mut Command, log: PathBuf) -> Daemon {
+        let f = fs::File::create(&log).expect("a daemon log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(f)
+            .spawn()
+            .expect("starting rbuild-runner");
+        Daemon {
+            child: Some(child),
+            log,
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
     }

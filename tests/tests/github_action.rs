@@ -16,7 +16,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rbuild_e2e::action::{action_dir, run_action};
+use rbuild_e2e::action::{ActionRun, action_dir, run_action};
 use rbuild_e2e::github::FakeGithub;
 use rbuild_e2e::user::TestUser;
 use rbuild_e2e::{Env, bins, registry_with_busybox, require};
@@ -88,30 +88,33 @@ fn bench() -> Result<Bench, rbuild_e2e::Missing> {
     let record = work.path().join("record");
     fs::create_dir(&record).unwrap();
     fs::create_dir_all(work.path().join("app")).unwrap();
-    assert!(
-        Command::new("chown")
-            .arg("-R")
-            .arg(format!("{}:{}", user.uid, user.gid))
-            .arg(work.path())
-            .status()
-            .is_ok()
-    );
-    Ok(Bench {
+    let b = Bench {
         user,
         work,
         action,
         bin,
         record,
-    })
+    };
+    b.give_to_user();
+    Ok(b)
 }
 
 impl Bench {
-    fn run(
-        &self,
-        with: &[(&str, &str)],
-        token: &str,
-        extra: &[(&str, String)],
-    ) -> rbuild_e2e::action::ActionRun {
+    /// Hands the whole work directory (again) to the test user.
+    fn give_to_user(&self) {
+        assert!(
+            Command::new("chown")
+                .arg("-R")
+                .arg(format!("{}:{}", self.user.uid, self.user.gid))
+                .arg(self.work.path())
+                .status()
+                .is_ok()
+        );
+    }
+
+    /// The action with the stand-in's environment (`bin/` first on PATH, the record
+    /// directory, the repository and commit) plus `extra`.
+    fn run(&self, with: &[(&str, &str)], token: &str, extra: &[(&str, String)]) -> ActionRun {
         let mut env: Vec<(&str, String)> = vec![
             (
                 "PATH",
@@ -125,6 +128,16 @@ impl Bench {
             ),
         ];
         env.extend(extra.iter().cloned());
+        self.run_with_env(with, token, &env)
+    }
+
+    /// The action as the test user in the work directory, with exactly `env`.
+    fn run_with_env(
+        &self,
+        with: &[(&str, &str)],
+        token: &str,
+        env: &[(&str, String)],
+    ) -> ActionRun {
         let user = self.user;
         run_action(
             &self.action,
@@ -132,7 +145,7 @@ impl Bench {
             token,
             self.work.path(),
             &|| user.command("bash"),
-            &env,
+            env,
         )
     }
 
@@ -272,22 +285,10 @@ fn a_failed_build_fails_the_step_and_a_bad_input_is_named() {
         "{}",
         run.summary
     );
-    let run = b.run(&[("push", "yes")], "t", &[]);
-    assert!(!run.success);
-    assert!(
-        run.log
-            .contains("error: input `push` is `yes`, not a boolean"),
-        "{}",
-        run.log
-    );
-    let run = b.run(&[("annotate", "everything")], "t", &[]);
-    assert!(!run.success);
-    assert!(
-        run.log
-            .contains("hint: use `workflow-commands`, `checks`, `both` or `none`"),
-        "{}",
-        run.log
-    );
+    b.run(&[("push", "yes")], "t", &[])
+        .assert_failed_with("error: input `push` is `yes`, not a boolean");
+    b.run(&[("annotate", "everything")], "t", &[])
+        .assert_failed_with("hint: use `workflow-commands`, `checks`, `both` or `none`");
 }
 
 #[test]
@@ -332,63 +333,25 @@ fn the_setup_step_installs_only_a_release_whose_checksum_is_pinned() {
             ("PATH", "/usr/local/bin:/usr/bin:/bin".to_owned()),
         ]
     };
-    let chown = || {
-        Command::new("chown")
-            .arg("-R")
-            .arg(format!("{}:{}", b.user.uid, b.user.gid))
-            .arg(b.work.path())
-            .status()
-            .unwrap();
+    let setup = |env: &[(&str, String)]| {
+        b.give_to_user();
+        b.run_with_env(&[("version", version), ("context", "app")], "t", env)
     };
     // Not pinned: refused before any download.
-    chown();
-    let user = b.user;
-    let run = run_action(
-        &b.action,
-        &[("version", version), ("context", "app")],
-        "t",
-        b.work.path(),
-        &|| user.command("bash"),
-        &env(&tool_cache),
-    );
-    assert!(!run.success);
-    assert!(
-        run.log
-            .contains(&format!("no checksum for {asset} is pinned")),
-        "{}",
-        run.log
-    );
+    setup(&env(&tool_cache)).assert_failed_with(&format!("no checksum for {asset} is pinned"));
     // A wrong pin: downloaded, then refused.
     fs::write(
         b.action.join("checksums.txt"),
         format!("{}  {asset}\n", "0".repeat(64)),
     )
     .unwrap();
-    chown();
-    let run = run_action(
-        &b.action,
-        &[("version", version), ("context", "app")],
-        "t",
-        b.work.path(),
-        &|| user.command("bash"),
-        &env(&tool_cache),
-    );
-    assert!(!run.success);
-    assert!(run.log.contains("refusing to run it"), "{}", run.log);
+    setup(&env(&tool_cache)).assert_failed_with("refusing to run it");
     assert!(!tool_cache.join(version).exists());
     // The right pin: installed into the tool cache and used.
     fs::write(b.action.join("checksums.txt"), format!("{sum}  {asset}\n")).unwrap();
-    chown();
     let mut env2 = env(&tool_cache);
     env2.push(("RECORD", b.record.display().to_string()));
-    let run = run_action(
-        &b.action,
-        &[("version", version), ("context", "app")],
-        "t",
-        b.work.path(),
-        &|| user.command("bash"),
-        &env2,
-    );
+    let run = setup(&env2);
     assert!(run.success, "{}", run.log);
     let dir = tool_cache.join(format!("rbuild/{version}/{arch}"));
     assert_eq!(
@@ -409,12 +372,7 @@ fn the_action_builds_the_fixture_with_the_real_rbuild() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/action");
     let ctx = b.work.path().join("app");
     fs::copy(fixture.join("Dockerfile"), ctx.join("Dockerfile")).unwrap();
-    Command::new("chown")
-        .arg("-R")
-        .arg(format!("{}:{}", b.user.uid, b.user.gid))
-        .arg(b.work.path())
-        .status()
-        .unwrap();
+    b.give_to_user();
     let tag = format!("{}/action-test:1", registry.host());
     let build_arg = format!("BASE={busybox}");
     let run = b.run(

@@ -12,10 +12,10 @@ use std::fs;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rbuild_e2e::github::{FakeGithub, sign_webhook, workflow_job};
+use rbuild_e2e::runner::Daemon;
 use rbuild_e2e::{bins, require};
 use sandbox_support::{Sandboxed, Tar};
 
@@ -40,26 +40,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Daemon {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 fn post(port: u16, event: &str, delivery: &str, body: &[u8], signature: &str) -> (u16, String) {
     let agent = rbuild_e2e::http::agent();
     let mut resp = agent
@@ -74,13 +54,24 @@ fn post(port: u16, event: &str, delivery: &str, body: &[u8], signature: &str) ->
     (status, resp.body_mut().read_to_string().unwrap_or_default())
 }
 
+/// A `workflow_job` delivery signed with the fleet's secret.
+fn deliver_job(port: u16, delivery: &str, body: &[u8]) -> (u16, String) {
+    post(
+        port,
+        "workflow_job",
+        delivery,
+        body,
+        &sign_webhook(SECRET, body),
+    )
+}
+
 fn wait_until(what: &str, daemon: &Daemon, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
     while !f() {
         assert!(
             t.elapsed() < WAIT,
             "timed out waiting for {what}\n--- daemon log\n{}",
-            daemon.log()
+            daemon.log_text()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -92,6 +83,14 @@ fn records(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// How many runner starts the stand-in recorded to the end.
+fn finished_runs(dir: &Path) -> usize {
+    records(dir)
+        .iter()
+        .filter(|r| r.join("done").exists())
+        .count()
 }
 
 /// A running fleet daemon and its directories.
@@ -185,23 +184,15 @@ concurrency = 2
     )
     .unwrap();
     user.give(&config).unwrap();
-    let log = dir.join("daemon.log");
-    let child = user
-        .command(&binary)
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("RBUILD_E2E_MARK", &sb.mark)
-        .env("RBUILD_RUNNER_LOG", "info")
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let daemon = Daemon {
-        child: Some(child),
-        log,
-    };
+    let daemon = Daemon::spawn(
+        user.command(&binary)
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RBUILD_E2E_MARK", &sb.mark)
+            .env("RBUILD_RUNNER_LOG", "info")
+            .current_dir(&dir),
+        dir.join("daemon.log"),
+    );
     wait_until("the webhook listener", &daemon, || {
         std::net::TcpStream::connect(("127.0.0.1", hook_port)).is_ok()
     });
@@ -217,17 +208,9 @@ concurrency = 2
 impl Fleet {
     /// SIGTERM, a clean exit, and the daemon's log.
     fn stop(&mut self) -> String {
-        let pid = self.daemon.child.as_ref().unwrap().id();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let status = self.daemon.child.as_mut().unwrap().wait().unwrap();
-        self.daemon.child = None;
-        let text = self.daemon.log();
+        self.daemon.signal("TERM");
+        let status = self.daemon.wait(WAIT);
+        let text = self.daemon.log_text();
         assert!(status.success(), "{status}\n{text}");
         assert!(
             fs::read_dir(self.dir.join("state/github/main"))
@@ -258,31 +241,13 @@ fn signed_queued_jobs_with_our_labels_each_start_one_sandboxed_runner() {
         &sign_webhook(SECRET, b"{}"),
     );
     assert_eq!(s, 200);
-    let (s, text) = post(
-        hook_port,
-        "workflow_job",
-        "d-1",
-        &matching,
-        &sign_webhook(SECRET, &matching),
-    );
+    let (s, text) = deliver_job(hook_port, "d-1", &matching);
     assert_eq!(s, 202, "{text}");
     let other = workflow_job("queued", 1002, &["ubuntu-latest"], None);
-    let (s, _) = post(
-        hook_port,
-        "workflow_job",
-        "d-2",
-        &other,
-        &sign_webhook(SECRET, &other),
-    );
+    let (s, _) = deliver_job(hook_port, "d-2", &other);
     assert_eq!(s, 202);
     let lacking = workflow_job("queued", 1003, &["rbuild", "gpu"], None);
-    let (s, _) = post(
-        hook_port,
-        "workflow_job",
-        "d-3",
-        &lacking,
-        &sign_webhook(SECRET, &lacking),
-    );
+    let (s, _) = deliver_job(hook_port, "d-3", &lacking);
     assert_eq!(s, 202);
     // A forged delivery: right shape, matching labels, wrong signature. Its body carries a
     // marker that must not reach the log.
@@ -299,23 +264,11 @@ fn signed_queued_jobs_with_our_labels_each_start_one_sandboxed_runner() {
     let (s, _) = post(hook_port, "workflow_job", "d-5", &forged, "");
     assert_eq!(s, 401);
     // A redelivery of d-1.
-    let (s, text) = post(
-        hook_port,
-        "workflow_job",
-        "d-1",
-        &matching,
-        &sign_webhook(SECRET, &matching),
-    );
+    let (s, text) = deliver_job(hook_port, "d-1", &matching);
     assert_eq!(s, 200, "{text}");
     assert!(text.contains("duplicate"));
     let second = workflow_job("queued", 1005, &["rbuild", "linux", "x64"], None);
-    let (s, _) = post(
-        hook_port,
-        "workflow_job",
-        "d-6",
-        &second,
-        &sign_webhook(SECRET, &second),
-    );
+    let (s, _) = deliver_job(hook_port, "d-6", &second);
     assert_eq!(s, 202);
     // A body over the cap is refused before anything else (413, or the connection is
     // closed while the client still sends).
@@ -336,11 +289,7 @@ fn signed_queued_jobs_with_our_labels_each_start_one_sandboxed_runner() {
 
     // Two runners: each exits at once, and was removed from GitHub since it took no job.
     wait_until("two recorded runner starts", daemon, || {
-        records(&records_dir)
-            .iter()
-            .filter(|r| r.join("done").exists())
-            .count()
-            == 2
+        finished_runs(&records_dir) == 2
     });
     wait_until("both runners removed", daemon, || {
         gh.deleted_runners().len() == 2
@@ -452,80 +401,36 @@ fn a_runner_is_stopped_after_its_job_completes_and_an_idle_one_is_removed() {
     ));
     let port = fleet.hook_port;
     let queued = workflow_job("queued", 2001, &["rbuild"], None);
-    assert_eq!(
-        post(
-            port,
-            "workflow_job",
-            "q-1",
-            &queued,
-            &sign_webhook(SECRET, &queued)
-        )
-        .0,
-        202
-    );
+    assert_eq!(deliver_job(port, "q-1", &queued).0, 202);
     wait_until("the first runner", &fleet.daemon, || {
         gh.jit_requests().len() == 1
     });
     let first = gh.jit_requests()[0].clone();
     // GitHub gives the job to our runner, then finishes it.
     let started = workflow_job("in_progress", 2001, &["rbuild"], Some(&first.name));
-    assert_eq!(
-        post(
-            port,
-            "workflow_job",
-            "p-1",
-            &started,
-            &sign_webhook(SECRET, &started)
-        )
-        .0,
-        202
-    );
+    assert_eq!(deliver_job(port, "p-1", &started).0, 202);
     // A second queued job whose runner never gets one.
     let idle = workflow_job("queued", 2002, &["rbuild"], None);
-    assert_eq!(
-        post(
-            port,
-            "workflow_job",
-            "q-2",
-            &idle,
-            &sign_webhook(SECRET, &idle)
-        )
-        .0,
-        202
-    );
+    assert_eq!(deliver_job(port, "q-2", &idle).0, 202);
     wait_until("both runners recorded", &fleet.daemon, || {
-        records(&fleet.records)
-            .iter()
-            .filter(|r| r.join("done").exists())
-            .count()
-            == 2
+        finished_runs(&fleet.records) == 2
     });
     std::thread::sleep(Duration::from_secs(5));
     assert!(
-        fleet.daemon.log().contains("reason=\"idle\""),
+        fleet.daemon.log_text().contains("reason=\"idle\""),
         "{}",
-        fleet.daemon.log()
+        fleet.daemon.log_text()
     );
     let second = gh.jit_requests()[1].clone();
     wait_until("the idle runner removed", &fleet.daemon, || {
         gh.deleted_runners() == [second.runner_id]
     });
     // The busy runner outlived the idle timeout; it goes once its job completes.
-    assert!(!fleet.daemon.log().contains("end=\"completed\""));
+    assert!(!fleet.daemon.log_text().contains("end=\"completed\""));
     let done = workflow_job("completed", 2001, &["rbuild"], Some(&first.name));
-    assert_eq!(
-        post(
-            port,
-            "workflow_job",
-            "c-1",
-            &done,
-            &sign_webhook(SECRET, &done)
-        )
-        .0,
-        202
-    );
+    assert_eq!(deliver_job(port, "c-1", &done).0, 202);
     wait_until("the busy runner stopped", &fleet.daemon, || {
-        fleet.daemon.log().contains("end=\"completed\"")
+        fleet.daemon.log_text().contains("end=\"completed\"")
     });
     assert_eq!(
         gh.deleted_runners(),

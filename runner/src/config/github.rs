@@ -18,13 +18,15 @@
 //! TOML file.
 
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{EnvTokens, Problem, Secret, Table, list};
+use super::{
+    EnvTokens, Problem, Secret, SecretSource, Table, duplicate_name, each_instance, instance_name,
+    instance_var, list,
+};
 use crate::forge::github::client::DEFAULT_API_URL;
 use crate::forge::github::webhook::GENERIC_LABELS;
 
@@ -145,71 +147,21 @@ fn strings(t: &Table<'_>, k: &str, problems: &mut Vec<Problem>) -> Option<Vec<St
     }
 }
 
-fn read_secret_file(path: &Path, what: &str) -> Result<String, (String, String)> {
-    let meta = std::fs::metadata(path).map_err(|e| {
-        (
-            format!("cannot read `{}`: {e}", path.display()),
-            format!("create the file with {what}, readable only by the runner's user"),
-        )
-    })?;
-    if meta.permissions().mode() & 0o004 != 0 {
-        return Err((
-            format!(
-                "`{}` is readable by every user of this host",
-                path.display()
-            ),
-            format!("`chmod 600 {}`", path.display()),
-        ));
-    }
-    std::fs::read_to_string(path).map_err(|e| {
-        (
-            format!("cannot read `{}`: {e}", path.display()),
-            "make the file readable by the runner's user".to_owned(),
-        )
-    })
-}
-
-/// A secret from `<key>_file` or the environment, exactly one of them.
-fn secret(
-    t: &Table<'_>,
-    dir: &Path,
-    env: Option<&(String, Secret)>,
-    key: &str,
-    what: &str,
-    var: &str,
-    problems: &mut Vec<Problem>,
-) -> (Secret, String) {
+/// The secret `key` of the instance `name`: from `<key>_file` or
+/// `RBUILD_RUNNER_GITHUB__<NAME>__<KEY>`.
+fn secret<'a>(name: &str, key: &'a str, what: &'a str) -> SecretSource<'a> {
     let file_key = format!("{key}_file");
-    let file = t.path(&file_key, dir, problems);
-    match (file, env) {
-        (Some(_), Some((var, _))) => {
-            problems.push(Problem {
-                key: t.key(&file_key),
-                message: format!("{what} is given twice, by `{file_key}` and by {var}"),
-                fix: "keep one of them".to_owned(),
-            });
-            (Secret::default(), String::new())
-        }
-        (Some(f), None) => match read_secret_file(&f, what) {
-            Ok(s) => (Secret::new(s), format!("file `{}`", f.display())),
-            Err((message, fix)) => {
-                problems.push(Problem {
-                    key: t.key(&file_key),
-                    message,
-                    fix,
-                });
-                (Secret::default(), String::new())
-            }
-        },
-        (None, Some((var, s))) => (s.clone(), format!("variable {var}")),
-        (None, None) => {
-            problems.push(Problem {
-                key: t.key(&file_key),
-                message: format!("no {what}"),
-                fix: format!("set `{file_key}` to a file only the runner can read, or set {var}"),
-            });
-            (Secret::default(), String::new())
-        }
+    SecretSource {
+        key,
+        what,
+        create: format!("create the file with {what}, readable only by the runner's user"),
+        missing: (
+            format!("no {what}"),
+            format!(
+                "set `{file_key}` to a file only the runner can read, or set {}",
+                instance_var("github", name, key)
+            ),
+        ),
     }
 }
 
@@ -221,29 +173,7 @@ fn validate_one(
     problems: &mut Vec<Problem>,
 ) -> GithubInstance {
     t.unknown_keys(GITHUB_KEYS, problems);
-    let name = t.string("name", problems).unwrap_or_default();
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        problems.push(Problem {
-            key: t.key("name"),
-            message: if name.is_empty() {
-                "every instance needs a name".to_owned()
-            } else {
-                format!("`{name}` has characters other than letters, digits, `-` and `_`")
-            },
-            fix: "write it like `name = \"main\"`".to_owned(),
-        });
-    }
-    let var = |k: &str| {
-        format!(
-            "RBUILD_RUNNER_GITHUB__{}__{}",
-            name.to_ascii_uppercase().replace('-', "_"),
-            k.to_ascii_uppercase()
-        )
-    };
+    let name = instance_name(t, problems);
     let api_url = t
         .string("api_url", problems)
         .unwrap_or_else(|| DEFAULT_API_URL.to_owned());
@@ -268,15 +198,13 @@ fn validate_one(
             fix: "set `app_id` to the App's client id (`Iv23...`) or app id (the App's settings, General)".to_owned(),
         });
     }
-    let (private_key, key_source) = secret(
-        t,
-        dir,
-        tokens.get(&("github", index, "private_key")),
-        "private_key",
-        "the GitHub App's private key",
-        &var("private_key"),
-        problems,
-    );
+    let (private_key, key_source) = secret(&name, "private_key", "the GitHub App's private key")
+        .read(
+            t,
+            dir,
+            tokens.get(&("github", index, "private_key")),
+            problems,
+        );
     if !private_key.expose().is_empty()
         && let Err(e) =
             crate::forge::github::auth::AppKey::from_pem(app_id.clone(), private_key.expose())
@@ -288,13 +216,10 @@ fn validate_one(
                 .to_owned(),
         });
     }
-    let (webhook_secret, _) = secret(
+    let (webhook_secret, _) = secret(&name, "webhook_secret", "webhook secret").read(
         t,
         dir,
         tokens.get(&("github", index, "webhook_secret")),
-        "webhook_secret",
-        "webhook secret",
-        &var("webhook_secret"),
         problems,
     );
     let webhook_secret = Secret::new(webhook_secret.expose().trim());
@@ -439,47 +364,28 @@ pub(super) fn validate_all(
     problems: &mut Vec<Problem>,
 ) -> Vec<GithubInstance> {
     let mut out: Vec<GithubInstance> = Vec::new();
-    match root.get("github") {
-        None => {}
-        Some(Value::Array(items)) => {
-            for (i, item) in items.iter().enumerate() {
-                let prefix = format!("github[{i}]");
-                let Some(map) = item.as_object() else {
-                    problems.push(Problem {
-                        key: prefix,
-                        message: "expected a table".to_owned(),
-                        fix: "write each fleet as a `[[github]]` table".to_owned(),
-                    });
-                    continue;
-                };
-                let g = validate_one(&Table { map, prefix }, i, dir, tokens, problems);
-                if out.iter().any(|o| o.name == g.name) {
-                    problems.push(Problem {
-                        key: format!("github[{i}].name"),
-                        message: format!("`{}` names two instances", g.name),
-                        fix: "give every `[[github]]` instance its own name".to_owned(),
-                    });
-                }
-                if out.iter().any(|o| o.webhook_listen == g.webhook_listen) {
-                    problems.push(Problem {
-                        key: format!("github[{i}].webhook_listen"),
-                        message: format!(
-                            "`{}` is the address of another instance",
-                            g.webhook_listen
-                        ),
-                        fix: "give every `[[github]]` instance its own `webhook_listen` port"
-                            .to_owned(),
-                    });
-                }
-                out.push(g);
+    each_instance(
+        root,
+        "github",
+        "fleet",
+        false,
+        problems,
+        |i, t, problems| {
+            let g = validate_one(t, i, dir, tokens, problems);
+            if out.iter().any(|o| o.name == g.name) {
+                problems.push(duplicate_name("github", i, &g.name));
             }
-        }
-        Some(_) => problems.push(Problem {
-            key: "github".to_owned(),
-            message: "expected one or more `[[github]]` tables".to_owned(),
-            fix: "write each fleet as a `[[github]]` table".to_owned(),
-        }),
-    }
+            if out.iter().any(|o| o.webhook_listen == g.webhook_listen) {
+                problems.push(Problem {
+                    key: format!("github[{i}].webhook_listen"),
+                    message: format!("`{}` is the address of another instance", g.webhook_listen),
+                    fix: "give every `[[github]]` instance its own `webhook_listen` port"
+                        .to_owned(),
+                });
+            }
+            out.push(g);
+        },
+    );
     out
 }
 

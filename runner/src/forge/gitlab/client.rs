@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
-use reqwest::{Response, StatusCode};
+use reqwest::{Method, Response, StatusCode};
 
 use super::types::{
     Features, Info, InfoConfig, Job, JobRequest, UpdateRequest, VerifyRequest, VerifyResponse,
@@ -201,11 +201,62 @@ impl Client {
         format!("{}{path}", self.api)
     }
 
-    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
-        self.http
+    /// Sends one call: `X-Request-Id`, the token header, `body` with its `Content-Type`,
+    /// and `timeout` (none for uploads and downloads, which take as long as the file does).
+    async fn send(
+        &self,
+        what: &'static str,
+        method: Method,
+        url: &str,
+        token: Token<'_>,
+        body: Body,
+        timeout: Option<Duration>,
+    ) -> Result<Response, ApiError> {
+        let (name, value) = token.header();
+        let mut req = self
+            .http
             .request(method, url)
             .header("X-Request-Id", request_id())
-            .timeout(CALL_TIMEOUT)
+            .header(name, value);
+        if let Some(timeout) = timeout {
+            req = req.timeout(timeout);
+        }
+        let req = match body {
+            Body::Empty => req,
+            Body::Json(bytes) => req.header(CONTENT_TYPE, "application/json").body(bytes),
+            Body::Trace { offset, bytes } => {
+                let end = offset + bytes.len().saturating_sub(1);
+                req.header("Content-Range", format!("{offset}-{end}"))
+                    .header(CONTENT_TYPE, "text/plain")
+                    .body(bytes)
+            }
+            Body::Multipart(form) => req.multipart(form),
+        };
+        req.send().await.map_err(send_error(what, url))
+    }
+
+    /// A runner-level call: `body` as JSON, POSTed to `path` with the runner's token.
+    /// Returns the URL (for errors) and the answer.
+    async fn runner_call(
+        &self,
+        what: &'static str,
+        path: &str,
+        token: &Secret,
+        body: &impl serde::Serialize,
+        timeout: Duration,
+    ) -> Result<(String, Response), ApiError> {
+        let url = self.url(path);
+        let resp = self
+            .send(
+                what,
+                Method::POST,
+                &url,
+                Token::Runner(token),
+                Body::Json(json(body)),
+                Some(timeout),
+            )
+            .await?;
+        Ok((url, resp))
     }
 
     /// `POST runners/verify`: checks the token and registers this host's `system_id`.
@@ -216,24 +267,14 @@ impl Client {
         info: &Info,
     ) -> Result<VerifyResponse, ApiError> {
         const WHAT: &str = "runner verification";
-        let url = self.url("runners/verify");
-        let body = json(&VerifyRequest {
+        let body = VerifyRequest {
             token,
             system_id,
             info,
-        });
-        let resp = self
-            .request(reqwest::Method::POST, &url)
-            .header("RUNNER-TOKEN", token.expose())
-            .header(CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|source| ApiError::Send {
-                what: WHAT,
-                url: url.clone(),
-                source,
-            })?;
+        };
+        let (url, resp) = self
+            .runner_call(WHAT, "runners/verify", token, &body, CALL_TIMEOUT)
+            .await?;
         match resp.status() {
             StatusCode::OK | StatusCode::CREATED => {
                 let text = resp.text().await.unwrap_or_default();
@@ -254,34 +295,19 @@ impl Client {
         info: &Info,
     ) -> Result<RequestOutcome, ApiError> {
         const WHAT: &str = "a job request";
-        let url = self.url("jobs/request");
-        let body = json(&JobRequest {
+        let body = JobRequest {
             token,
             system_id,
             last_update,
             info,
-        });
-        let resp = self
-            .request(reqwest::Method::POST, &url)
-            .timeout(self.poll_timeout)
-            .header("RUNNER-TOKEN", token.expose())
-            .header(CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|source| ApiError::Send {
-                what: WHAT,
-                url: url.clone(),
-                source,
-            })?;
+        };
+        let (url, resp) = self
+            .runner_call(WHAT, "jobs/request", token, &body, self.poll_timeout)
+            .await?;
         let last = header(resp.headers(), LAST_UPDATE);
         match resp.status() {
             StatusCode::CREATED => {
-                let bytes = resp.bytes().await.map_err(|source| ApiError::Send {
-                    what: WHAT,
-                    url: url.clone(),
-                    source,
-                })?;
+                let bytes = resp.bytes().await.map_err(send_error(WHAT, &url))?;
                 let job: Job =
                     serde_json::from_slice(&bytes).map_err(|source| ApiError::Decode {
                         what: WHAT,
@@ -310,20 +336,16 @@ impl Client {
     ) -> Result<PatchOutcome, ApiError> {
         const WHAT: &str = "a job log update";
         let url = self.url(&format!("jobs/{job_id}/trace?debug_trace=false"));
-        let end = offset + bytes.len().saturating_sub(1);
         let resp = self
-            .request(reqwest::Method::PATCH, &url)
-            .header("JOB-TOKEN", job_token.expose())
-            .header("Content-Range", format!("{offset}-{end}"))
-            .header(CONTENT_TYPE, "text/plain")
-            .body(bytes)
-            .send()
-            .await
-            .map_err(|source| ApiError::Send {
-                what: WHAT,
-                url: url.clone(),
-                source,
-            })?;
+            .send(
+                WHAT,
+                Method::PATCH,
+                &url,
+                Token::Job(job_token),
+                Body::Trace { offset, bytes },
+                Some(CALL_TIMEOUT),
+            )
+            .await?;
         let h = resp.headers();
         let status = header(h, JOB_STATUS).map(|s| RemoteStatus::parse(&s));
         let server_len = header(h, "Range").and_then(|r| range_end(&r));
@@ -357,17 +379,15 @@ impl Client {
         const WHAT: &str = "a job status update";
         let url = self.url(&format!("jobs/{job_id}"));
         let resp = self
-            .request(reqwest::Method::PUT, &url)
-            .header("JOB-TOKEN", update.token.expose())
-            .header(CONTENT_TYPE, "application/json")
-            .body(json(update))
-            .send()
-            .await
-            .map_err(|source| ApiError::Send {
-                what: WHAT,
-                url: url.clone(),
-                source,
-            })?;
+            .send(
+                WHAT,
+                Method::PUT,
+                &url,
+                Token::Job(update.token),
+                Body::Json(json(update)),
+                Some(CALL_TIMEOUT),
+            )
+            .await?;
         let h = resp.headers();
         let status = header(h, JOB_STATUS).map(|s| RemoteStatus::parse(&s));
         match resp.status() {
@@ -413,51 +433,34 @@ impl Client {
             }
         }
         let url = url.to_string();
-        let f = tokio::fs::File::open(file)
-            .await
-            .map_err(|source| ApiError::File {
-                path: file.to_owned(),
-                source,
-            })?;
-        let len = f
-            .metadata()
-            .await
-            .map_err(|source| ApiError::File {
-                path: file.to_owned(),
-                source,
-            })?
-            .len();
+        let file_err = |source| ApiError::File {
+            path: file.to_owned(),
+            source,
+        };
+        let f = tokio::fs::File::open(file).await.map_err(file_err)?;
+        let len = f.metadata().await.map_err(file_err)?.len();
         let part = reqwest::multipart::Part::stream_with_length(f, len)
             .file_name(filename.to_owned())
             .mime_str("application/octet-stream")
-            .map_err(|source| ApiError::Send {
-                what: WHAT,
-                url: url.clone(),
-                source,
-            })?;
+            .map_err(send_error(WHAT, &url))?;
         let form = reqwest::multipart::Form::new().part("file", part);
         let resp = self
-            .http
-            .post(&url)
-            .header("X-Request-Id", request_id())
-            .header("JOB-TOKEN", job_token.expose())
-            .multipart(form)
-            .send()
-            .await
-            .map_err(|source| ApiError::Send {
-                what: WHAT,
-                url: url.clone(),
-                source,
-            })?;
+            .send(
+                WHAT,
+                Method::POST,
+                &url,
+                Token::Job(job_token),
+                Body::Multipart(form),
+                None,
+            )
+            .await?;
         match resp.status() {
             StatusCode::CREATED | StatusCode::OK => Ok(()),
             StatusCode::FORBIDDEN => Err(ApiError::Forbidden { what: WHAT, url }),
             s => Err(status_error(WHAT, url, s, resp).await),
         }
     }
-}
 
-impl Client {
     /// `GET jobs/:id/artifacts` with the dependency's token: streams the archive to `dest`.
     pub async fn download_artifacts(
         &self,
@@ -469,17 +472,15 @@ impl Client {
         const WHAT: &str = "an artifacts download";
         let url = self.url(&format!("jobs/{job_id}/artifacts"));
         let mut resp = self
-            .http
-            .get(&url)
-            .header("X-Request-Id", request_id())
-            .header("JOB-TOKEN", job_token.expose())
-            .send()
-            .await
-            .map_err(|source| ApiError::Send {
-                what: WHAT,
-                url: url.clone(),
-                source,
-            })?;
+            .send(
+                WHAT,
+                Method::GET,
+                &url,
+                Token::Job(job_token),
+                Body::Empty,
+                None,
+            )
+            .await?;
         match resp.status() {
             StatusCode::OK => {}
             StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => {
@@ -493,16 +494,52 @@ impl Client {
         };
         let mut f = tokio::fs::File::create(dest).await.map_err(file_err)?;
         let mut n = 0u64;
-        while let Some(chunk) = resp.chunk().await.map_err(|source| ApiError::Send {
-            what: WHAT,
-            url: url.clone(),
-            source,
-        })? {
+        while let Some(chunk) = resp.chunk().await.map_err(send_error(WHAT, &url))? {
             f.write_all(&chunk).await.map_err(file_err)?;
             n += chunk.len() as u64;
         }
         f.flush().await.map_err(file_err)?;
         Ok(n)
+    }
+}
+
+/// The token a call carries: the runner's on runner-level calls, a job's on job-level ones.
+#[derive(Clone, Copy)]
+enum Token<'a> {
+    Runner(&'a Secret),
+    Job(&'a Secret),
+}
+
+impl<'a> Token<'a> {
+    fn header(self) -> (&'static str, &'a str) {
+        match self {
+            Token::Runner(t) => ("RUNNER-TOKEN", t.expose()),
+            Token::Job(t) => ("JOB-TOKEN", t.expose()),
+        }
+    }
+}
+
+/// What a call sends.
+enum Body {
+    Empty,
+    Json(Vec<u8>),
+    /// Job log bytes that go at `offset` of the trace (`Content-Range`).
+    Trace {
+        offset: usize,
+        bytes: Vec<u8>,
+    },
+    Multipart(reqwest::multipart::Form),
+}
+
+/// The error of a call that did not get through (or whose answer broke off).
+fn send_error<'a>(
+    what: &'static str,
+    url: &'a str,
+) -> impl FnOnce(reqwest::Error) -> ApiError + 'a {
+    move |source| ApiError::Send {
+        what,
+        url: url.to_owned(),
+        source,
     }
 }
 
