@@ -156,7 +156,7 @@ fn secret<'a>(name: &str, key: &'a str, what: &'a str) -> SecretSource<'a> {
         what,
         create: format!("create the file with {what}, readable only by the runner's user"),
         missing: (
-            format!("no {what}"),
+            format!("{what} is not given"),
             format!(
                 "set `{file_key}` to a file only the runner can read, or set {}",
                 instance_var("github", name, key)
@@ -216,7 +216,7 @@ fn validate_one(
                 .to_owned(),
         });
     }
-    let (webhook_secret, _) = secret(&name, "webhook_secret", "webhook secret").read(
+    let (webhook_secret, _) = secret(&name, "webhook_secret", "the webhook secret").read(
         t,
         dir,
         tokens.get(&("github", index, "webhook_secret")),
