@@ -3,6 +3,7 @@
 
 mod build_support;
 
+use std::fmt::Write as _;
 use std::fs;
 
 use build_support::{Workspace, all_blob_bytes, counts, layers, outcomes};
@@ -104,7 +105,7 @@ fn source_date_epoch_builds_are_identical_across_cache_dirs() {
                 "Dockerfile",
                 &format!(
                     "FROM {b} AS gen\nRUN mkdir -p /out && echo generated > /out/file && touch -d 2035-01-01 /out/future\n\
-                     FROM {b}\nCOPY app.txt /app/\nCOPY --from=gen /out /out/\n\
+                     FROM {b}\nCOPY app.txt a-noise.bin b-log.txt /app/\nCOPY --from=gen /out /out/\n\
                      RUN mkdir /data && echo data > /data/d && rm /bin/vi\nLABEL v=1\n",
                     b = ws.busybox
                 ),
@@ -112,6 +113,24 @@ fn source_date_epoch_builds_are_identical_across_cache_dirs() {
             ("app.txt", "app\n"),
         ],
     );
+    // Megabytes of random bytes, then text that changes line by line, in one layer: its
+    // gzip blocks go to the compression threads in an order that changes from build to
+    // build, and must come out the same anyway.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: Vec<u8> = (0..3_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[3]
+        })
+        .collect();
+    std::fs::write(ctx.join("a-noise.bin"), noise).unwrap();
+    let mut log = String::new();
+    for i in 0..100_000 {
+        let _ = writeln!(log, "line {i} of some text");
+    }
+    std::fs::write(ctx.join("b-log.txt"), log).unwrap();
     let c = ctx.to_str().unwrap();
     let epoch = [("SOURCE_DATE_EPOCH", "1700000000")];
     let mut digests = Vec::new();
