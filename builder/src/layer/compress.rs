@@ -155,18 +155,40 @@ pub fn compress<R: Read + Send, W: Write>(
     compression: Compression,
     threads: usize,
 ) -> io::Result<(W, Compressed)> {
+    let (writer, mut c) = compress_into(
+        input,
+        HashingWriter::new(output),
+        compression,
+        threads,
+        |_| (String::new(), 0),
+    )?;
+    let (output, digest, size) = writer.finish();
+    c.digest = digest;
+    c.size = size;
+    Ok((output, c))
+}
+
+/// [`compress`] into a writer that hashes and counts what it takes itself (a store's blob
+/// writer): `written` returns its digest and size, so the compressed stream is hashed
+/// once, not twice (a third of the work on an incompressible layer).
+pub fn compress_into<R: Read + Send, W: Write>(
+    input: R,
+    mut output: W,
+    compression: Compression,
+    threads: usize,
+    written: impl FnOnce(&W) -> (String, u64),
+) -> io::Result<(W, Compressed)> {
     let threads = threads.max(1);
     let mut reader = HashingReader::new(input);
-    let mut writer = HashingWriter::new(output);
     match compression {
         Compression::None => {
-            io::copy(&mut reader, &mut writer)?;
+            io::copy(&mut reader, &mut output)?;
         }
         Compression::Gzip { level } => {
-            gzip_blocks(&mut reader, &mut writer, level.min(9), threads)?;
+            gzip_blocks(&mut reader, &mut output, level.min(9), threads)?;
         }
         Compression::Zstd { level } => {
-            let mut enc = zstd::stream::write::Encoder::new(&mut writer, level)?;
+            let mut enc = zstd::stream::write::Encoder::new(&mut output, level)?;
             // libzstd's output is the same for every worker count >= 1.
             enc.multithread(u32::try_from(threads).unwrap_or(1))?;
             enc.include_checksum(true)?;
@@ -174,9 +196,9 @@ pub fn compress<R: Read + Send, W: Write>(
             enc.finish()?;
         }
     }
-    writer.flush()?;
+    output.flush()?;
     let (diff_id, uncompressed_size) = reader.finish();
-    let (output, digest, size) = writer.finish();
+    let (digest, size) = written(&output);
     Ok((
         output,
         Compressed {

@@ -203,7 +203,9 @@ impl Engine<'_> {
                     let w = store
                         .writer(Algorithm::Sha256)
                         .map_err(std::io::Error::other)?;
-                    let (w, c) = compress::compress(pipe, w, compression, threads)?;
+                    let (w, c) = compress::compress_into(pipe, w, compression, threads, |w| {
+                        (w.digest().to_string(), w.size())
+                    })?;
                     *slot
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((w, c));

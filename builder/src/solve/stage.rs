@@ -841,7 +841,9 @@ impl Engine<'_> {
                     let w = store
                         .writer(Algorithm::Sha256)
                         .map_err(std::io::Error::other)?;
-                    let (w, done) = compress::compress(input, w, compression, threads)?;
+                    let (w, done) = compress::compress_into(input, w, compression, threads, |w| {
+                        (w.digest().to_string(), w.size())
+                    })?;
                     *slot
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((w, done));

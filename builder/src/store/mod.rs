@@ -544,6 +544,11 @@ impl BlobWriter {
         self.size
     }
 
+    /// The digest of what was written so far (what [`BlobWriter::commit`] will name it).
+    pub fn digest(&self) -> Digest {
+        self.hasher.clone().finish()
+    }
+
     /// Verifies the content against `expected` (and `expected_size`) and names it by its
     /// digest. On a mismatch nothing is stored.
     pub fn commit(
