@@ -107,7 +107,11 @@ pub(super) fn remove_all(runs: &Path) {
             continue;
         }
         let path = e.path();
-        if File::open(&path).is_ok_and(|f| f.try_lock().is_ok()) {
+        // Held while removing: a step that opened the spare meanwhile cannot claim it.
+        let Ok(lock) = File::open(&path) else {
+            continue;
+        };
+        if lock.try_lock().is_ok() {
             let _ = fs::remove_dir_all(&path);
         }
     }
