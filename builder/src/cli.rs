@@ -395,6 +395,12 @@ impl From<MessageFormat> for crate::diagnose::render::Format {
 
 /// Entry point of the binary: parse, run, render the outcome, map it to the exit code.
 pub fn main() -> ExitCode {
+    // The sandbox helper is exec'd for every `rbuild run` (and once per build session):
+    // the exact command line rbuild gives it skips building the whole parser.
+    if let Some(helper) = helper_command_line(std::env::args_os().skip(1)) {
+        init_logging(false);
+        return crate::sandbox::helper_main(helper.parent, helper.session);
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose);
     if let Command::SandboxHelper(args) = &cli.command {
@@ -405,6 +411,29 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::from(Exit::Ok.code()),
         Err(err) => ExitCode::from(outcome::report(&err).code()),
     }
+}
+
+/// `sandbox-helper --parent PID [--session]`, exactly as `sandbox` starts the helper;
+/// anything else (a hand-typed variant, a typo) goes through the full parser and its
+/// errors.
+fn helper_command_line(
+    mut args: impl Iterator<Item = std::ffi::OsString>,
+) -> Option<SandboxHelperArgs> {
+    if args.next()? != crate::sandbox::HELPER_SUBCOMMAND {
+        return None;
+    }
+    if args.next()? != "--parent" {
+        return None;
+    }
+    let parent = args.next()?.to_str()?.parse().ok()?;
+    let session = match args.next() {
+        None => false,
+        Some(a) if a == "--session" => true,
+        Some(_) => return None,
+    };
+    args.next()
+        .is_none()
+        .then_some(SandboxHelperArgs { parent, session })
 }
 
 /// Installs the developer-log subscriber: off unless `-v` or `RBUILD_LOG` asks for it.
@@ -444,6 +473,41 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn the_helper_command_line_is_recognised_only_exactly() {
+        let os = |v: &[&str]| -> Vec<std::ffi::OsString> { v.iter().map(Into::into).collect() };
+        let h = helper_command_line(os(&["sandbox-helper", "--parent", "42"]).into_iter()).unwrap();
+        assert_eq!((h.parent, h.session), (42, false));
+        let h =
+            helper_command_line(os(&["sandbox-helper", "--parent", "7", "--session"]).into_iter())
+                .unwrap();
+        assert_eq!((h.parent, h.session), (7, true));
+        for other in [
+            &["build", "."][..],
+            &["sandbox-helper"],
+            &["sandbox-helper", "--parent"],
+            &["sandbox-helper", "--parent", "x"],
+            &["sandbox-helper", "--session", "--parent", "1"],
+            &["sandbox-helper", "--parent", "1", "--session", "extra"],
+            &["sandbox-helper", "--parent", "1", "--verbose"],
+        ] {
+            assert!(
+                helper_command_line(os(other).into_iter()).is_none(),
+                "{other:?}"
+            );
+        }
+        // Whatever the fast path accepts, the full parser accepts the same way.
+        let cli = Cli::try_parse_from(["rbuild", "sandbox-helper", "--parent", "7", "--session"])
+            .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::SandboxHelper(SandboxHelperArgs {
+                parent: 7,
+                session: true
+            })
+        ));
+    }
 
     #[test]
     fn cli_definition_is_consistent() {
