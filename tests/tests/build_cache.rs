@@ -131,6 +131,7 @@ fn source_date_epoch_builds_are_identical_across_cache_dirs() {
         let _ = writeln!(log, "line {i} of some text");
     }
     std::fs::write(ctx.join("b-log.txt"), log).unwrap();
+    ws.give_tree(&ctx);
     let c = ctx.to_str().unwrap();
     let epoch = [("SOURCE_DATE_EPOCH", "1700000000")];
     let mut digests = Vec::new();
@@ -364,4 +365,62 @@ fn a_registry_cache_warms_a_fresh_runner() {
     assert_eq!(of("RUN echo tool").as_deref(), Some("cached"), "{steps:?}");
     assert_eq!(of("COPY app.txt").as_deref(), Some("done"), "{steps:?}");
     assert!(String::from_utf8_lossy(&third.stderr).contains("no cache imported from"));
+}
+
+#[test]
+fn two_builds_at_once_share_a_cache_and_leave_no_run_state() {
+    // Both builds' steps take and leave spare run directories in the same `runs/`:
+    // neither may take the other's, and when both have ended nothing of them is left.
+    let ws = require!(Workspace::new());
+    let dockerfile = |tag: &str| {
+        let mut d = format!("FROM {}\n", ws.busybox);
+        for i in 0..6 {
+            let _ = writeln!(d, "RUN true {tag} {i}");
+            let _ = writeln!(d, "RUN seq 1 {} > /{tag}-{i}", 100 * (i + 1));
+        }
+        d
+    };
+    let contexts: Vec<std::path::PathBuf> = ["a", "b"]
+        .iter()
+        .map(|t| ws.context(&format!("at-once-{t}"), &[("Dockerfile", &dockerfile(t))]))
+        .collect();
+    let children: Vec<std::process::Child> = contexts
+        .iter()
+        .map(|c| {
+            ws.rbuild()
+                .arg("build")
+                .arg("--cache-dir")
+                .arg(&ws.cache)
+                .args(["--progress", "json"])
+                .arg(c)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(counts(&out), (12, 0));
+    }
+    let runs = ws.cache.join("sandbox/runs");
+    let left: Vec<String> = fs::read_dir(&runs)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in {}: {left:?}", runs.display());
+    // What they recorded is whole: built again, every step is a cache hit.
+    for c in &contexts {
+        let again = ws.build(&[c.to_str().unwrap()]);
+        assert!(again.status.success());
+        assert_eq!(counts(&again), (0, 12));
+    }
 }
