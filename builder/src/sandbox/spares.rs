@@ -58,20 +58,7 @@ pub(super) fn fresh_name() -> String {
 /// when there is no usable spare. A spare whose `upper` is not empty (which a spare never
 /// is, unless someone wrote into it) is removed instead of used.
 pub(super) fn claim(runs: &Path, id: &str) -> Option<File> {
-    let entries = fs::read_dir(runs).ok()?;
-    for e in entries.flatten() {
-        if !is_spare(&e.file_name()) {
-            continue;
-        }
-        let path = e.path();
-        // Lock first: whoever holds the lock owns the spare, so a concurrent claim (or
-        // removal) skips it, and the rename below cannot race another one.
-        let Ok(lock) = File::open(&path) else {
-            continue;
-        };
-        if lock.try_lock().is_err() {
-            continue;
-        }
+    for (path, lock) in unclaimed(runs) {
         let target = runs.join(id);
         if fs::rename(&path, &target).is_err() {
             continue;
@@ -82,6 +69,22 @@ pub(super) fn claim(runs: &Path, id: &str) -> Option<File> {
         let _ = fs::remove_dir_all(&target);
     }
     None
+}
+
+/// The spares in `runs` nobody holds, each with its lock now taken: whoever holds the lock
+/// owns the spare, so a concurrent claim or removal skips it, and renaming or removing it
+/// cannot race another one.
+fn unclaimed(runs: &Path) -> impl Iterator<Item = (std::path::PathBuf, File)> {
+    fs::read_dir(runs)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| is_spare(&e.file_name()))
+        .filter_map(|e| {
+            let path = e.path();
+            let lock = File::open(&path).ok()?;
+            lock.try_lock().is_ok().then_some((path, lock))
+        })
 }
 
 /// Creates a fresh spare in `runs` (the directories as a run would create them).
@@ -99,21 +102,8 @@ pub(super) fn create(runs: &Path) -> io::Result<()> {
 
 /// Removes every spare in `runs` nobody is claiming (at the end of a build).
 pub(super) fn remove_all(runs: &Path) {
-    let Ok(entries) = fs::read_dir(runs) else {
-        return;
-    };
-    for e in entries.flatten() {
-        if !is_spare(&e.file_name()) {
-            continue;
-        }
-        let path = e.path();
-        // Held while removing: a step that opened the spare meanwhile cannot claim it.
-        let Ok(lock) = File::open(&path) else {
-            continue;
-        };
-        if lock.try_lock().is_ok() {
-            let _ = fs::remove_dir_all(&path);
-        }
+    for (path, _lock) in unclaimed(runs) {
+        let _ = fs::remove_dir_all(&path);
     }
 }
 
