@@ -1,6 +1,6 @@
 //! Layer compression in one streaming pass: the uncompressed tar is hashed (the diff id),
 //! compressed, and the compressed bytes are hashed and counted (the layer digest and
-//! size) on their way to the writer. Memory is bounded by a few blocks per thread,
+//! size) by the writer they go to (the store's blob writer). Memory is bounded by a few blocks per thread,
 //! whatever the layer size.
 //!
 //! gzip is compressed in parallel, pigz-style: the input is cut into fixed 128 KiB
@@ -111,7 +111,8 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
-/// A writer that hashes and counts what passes through it.
+/// A writer that hashes and counts what passes through it (for [`compress`]).
+#[cfg(test)]
 #[derive(Debug)]
 pub struct HashingWriter<W> {
     inner: W,
@@ -119,6 +120,7 @@ pub struct HashingWriter<W> {
     count: u64,
 }
 
+#[cfg(test)]
 impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
         HashingWriter {
@@ -134,6 +136,7 @@ impl<W: Write> HashingWriter<W> {
     }
 }
 
+#[cfg(test)]
 impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
@@ -147,8 +150,9 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// Compresses `input` into `output` in one pass, hashing both sides. `threads` bounds the
-/// compression threads (at least 1); it changes the speed, never the bytes.
+/// [`compress_into`] a plain writer, hashing the compressed side on the way (the tests'
+/// entry point: rbuild itself always writes into a store blob writer, which hashes).
+#[cfg(test)]
 pub fn compress<R: Read + Send, W: Write>(
     input: R,
     output: W,
@@ -168,9 +172,11 @@ pub fn compress<R: Read + Send, W: Write>(
     Ok((output, c))
 }
 
-/// [`compress`] into a writer that hashes and counts what it takes itself (a store's blob
-/// writer): `written` returns its digest and size, so the compressed stream is hashed
-/// once, not twice (a third of the work on an incompressible layer).
+/// Compresses `input` into `output` in one pass, hashing the uncompressed side (the diff
+/// id). `output` hashes and counts what it takes itself (a store's blob writer):
+/// `written` returns its digest and size, so the compressed stream is hashed once.
+/// `threads` bounds the compression threads (at least 1); it changes the speed, never the
+/// bytes.
 pub fn compress_into<R: Read + Send, W: Write>(
     input: R,
     mut output: W,
