@@ -55,6 +55,54 @@ fn run_mounts_are_there_while_the_step_runs_and_gone_from_the_image() {
     assert_eq!(fs::read_to_string(root.join("count")).unwrap().trim(), "2");
 }
 
+#[test]
+fn each_run_step_gets_a_user_namespace_of_its_own() {
+    let ws = require!(Workspace::new());
+    let probe = |n: u32| {
+        format!(
+            "RUN readlink /proc/self/ns/user > /userns-{n} && cat /proc/self/uid_map > /uid_map-{n} \
+             && id -u > /uid-{n} && echo $$ $(cat /proc/1/comm) > /init-{n}\n"
+        )
+    };
+    let ctx = ws.context(
+        "userns",
+        &[(
+            "Dockerfile",
+            &format!("FROM {}\n{}{}", ws.busybox, probe(1), probe(2)),
+        )],
+    );
+    let image = format!("{}/userns:1", ws.host());
+    ws.build_ok(&["-t", &image, "--push", ctx.to_str().unwrap()]);
+    let root = ws.unpack(&image, "amd64");
+    let read = |p: &str| fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    let host = fs::read_link("/proc/self/ns/user").unwrap();
+    let (one, two) = (read("userns-1"), read("userns-2"));
+    assert!(one.starts_with("user:["), "{one}");
+    assert_ne!(one, two, "two steps shared a user namespace");
+    for ns in [&one, &two] {
+        assert_ne!(
+            ns.trim(),
+            host.to_str().unwrap(),
+            "a step ran in the host's"
+        );
+    }
+    for n in 1..=2 {
+        assert_eq!(read(&format!("uid-{n}")).trim(), "0");
+        // Container ids as the build maps them: 65536 in all, 0 first.
+        let map = read(&format!("uid_map-{n}"));
+        let rows: Vec<Vec<u64>> = map
+            .lines()
+            .map(|l| l.split_whitespace().map(|v| v.parse().unwrap()).collect())
+            .collect();
+        assert_eq!(rows[0][0], 0, "{map}");
+        assert_eq!(rows.iter().map(|r| r[2]).sum::<u64>(), 65536, "{map}");
+        assert!(
+            read(&format!("init-{n}")).contains("init"),
+            "PID 1 is the sandbox's init"
+        );
+    }
+}
+
 /// A static file server on 127.0.0.1 for `ADD URL` (python's http.server).
 struct Server {
     child: Child,

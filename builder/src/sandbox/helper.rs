@@ -23,8 +23,9 @@
 //! merged).
 //!
 //! With `--session` the helper does step 2 once and then forks a step helper per request
-//! ([`serve`]), which does the rest as above, inside that user namespace; it replies
-//! before removing its run directory, and the session ends only after all of them.
+//! ([`serve`]), which creates a user namespace of its own nested in that one (mapped by
+//! the session helper, every id kept) and does the rest as above; it replies before
+//! removing its run directory, and the session ends only after all of them.
 
 use std::ffi::OsStr;
 use std::fs::{self, File};
@@ -84,12 +85,18 @@ pub(super) fn main(parent: u32, session: bool) -> ExitCode {
         diff_out: sys::inherited_fd(4).map(File::from),
         stream_in: sys::inherited_fd(5).map(File::from),
     };
-    answer(UnixStream::from(fd), passed, None)
+    answer(UnixStream::from(fd), passed, None, Ok(()))
 }
 
 /// Reads one request from `sock`, performs it and writes the reply. `session` is the
-/// mapping of the user namespace this process is already in (a session's step helper).
-fn answer(mut sock: UnixStream, passed: Passed, session: Option<&IdMapping>) -> ExitCode {
+/// mapping of the user namespace this process is already in (a session's step helper);
+/// `entered` is how entering it went (on failure, that is the reply).
+fn answer(
+    mut sock: UnixStream,
+    passed: Passed,
+    session: Option<&IdMapping>,
+    entered: Result<(), Fail>,
+) -> ExitCode {
     // A session's helper answers before removing its run directory (its caller does not
     // wait for it to exit, and the session waits for all its helpers before it ends).
     let mut later = Later {
@@ -99,13 +106,14 @@ fn answer(mut sock: UnixStream, passed: Passed, session: Option<&IdMapping>) -> 
     let mut input = Vec::new();
     let reply = match sock.read_to_end(&mut input) {
         Err(e) => Reply::Failed(Fail::bug("cannot read the sandbox spec").cause(e).0),
-        Ok(_) => match serde_json::from_slice::<Request>(&input) {
-            Err(e) => Reply::Failed(Fail::bug("the sandbox spec is malformed").cause(e).0),
-            Ok(Request::Run(spec)) => match run(&spec, passed, session, &mut later) {
+        Ok(_) => match entered.map(|()| serde_json::from_slice::<Request>(&input)) {
+            Err(f) => Reply::Failed(f.0),
+            Ok(Err(e)) => Reply::Failed(Fail::bug("the sandbox spec is malformed").cause(e).0),
+            Ok(Ok(Request::Run(spec))) => match run(&spec, passed, session, &mut later) {
                 Ok(r) => Reply::Finished(r),
                 Err(f) => Reply::Failed(f.0),
             },
-            Ok(Request::Tar(job)) => match tar_job(&job, passed, session) {
+            Ok(Ok(Request::Tar(job))) => match tar_job(&job, passed, session) {
                 Ok(r) => Reply::Tarred(r),
                 Err(f) => Reply::Failed(f.0),
             },
@@ -154,8 +162,10 @@ impl Later {
 /// enters a user namespace with it once and answers with `null` or the [`Fail`]; then,
 /// for every message on the socket (a tag and descriptors: the step's socket, stdout,
 /// stderr, and the layer and copy-source pipes the tag announces), forks a step helper
-/// that answers one request inside that user namespace, as a fresh helper would after
-/// mapping. Ends at end of file.
+/// that answers one request, as a fresh helper would after mapping, in a user namespace
+/// of its own nested in the session's (every id kept as it is: [`IdMapping::nested`]).
+/// The session writes that namespace's maps itself, as its root: no setuid helper and no
+/// exec per step. Ends at end of file.
 fn serve(mut ctl: UnixStream) -> ExitCode {
     let me = unistd::getpid();
     let ids = match read_frame(&mut ctl)
@@ -192,15 +202,70 @@ fn serve(mut ctl: UnixStream) -> ExitCode {
                 }
             }
         };
+        let Ok(((unshared_r, unshared_w), (mapped_r, mapped_w))) =
+            unistd::pipe2(OFlag::O_CLOEXEC).and_then(|a| Ok((a, unistd::pipe2(OFlag::O_CLOEXEC)?)))
+        else {
+            drop(fds);
+            continue;
+        };
         match sys::fork() {
             Ok(sys::Forked::Child) => {
-                drop(ctl);
-                sys::exit_now(session_step(tag, fds, me, &ids));
+                drop((ctl, unshared_r, mapped_w));
+                let entered = nested_user_namespace(unshared_w, mapped_r);
+                sys::exit_now(session_step(tag, fds, me, &ids, entered));
+            }
+            Ok(sys::Forked::Parent(child)) => {
+                drop((unshared_w, mapped_r, fds));
+                map_nested(&ids, child, unshared_r, mapped_w);
             }
             // On a failed fork the step's socket closes unanswered; its caller reports it.
-            Ok(sys::Forked::Parent(_)) | Err(_) => drop(fds),
+            Err(_) => drop(fds),
         }
     }
+}
+
+/// A session's step helper, just forked: creates its own user namespace, tells the
+/// session (`unshared`: one byte, `1` when it worked) and waits for the session to map it
+/// (`mapped`: `1`, or why it could not).
+fn nested_user_namespace(unshared: OwnedFd, mapped: OwnedFd) -> Result<(), Fail> {
+    let created = unshare(CloneFlags::CLONE_NEWUSER);
+    let _ = File::from(unshared).write_all(if created.is_ok() { b"1" } else { b"0" });
+    if let Err(e) = created {
+        return Err(Fail::host("cannot create the build step's user namespace")
+            .cause(os(e))
+            .hint("the user may have reached `user.max_user_namespaces` (`sysctl user.max_user_namespaces`); raise it, or run fewer builds at once"));
+    }
+    let mut answer = String::new();
+    let _ = File::from(mapped).read_to_string(&mut answer);
+    if answer == "1" {
+        return Ok(());
+    }
+    Err(
+        Fail::host("cannot map ids into the build step's user namespace").because(
+            if answer.is_empty() {
+                "the session helper ended".to_owned()
+            } else {
+                answer
+            },
+        ),
+    )
+}
+
+/// The session's side of [`nested_user_namespace`]: maps `child`'s new user namespace
+/// with every id of the session's (`ids`) as it is.
+fn map_nested(ids: &IdMapping, child: Pid, unshared: OwnedFd, mapped: OwnedFd) {
+    let mut created = [0u8; 1];
+    if !File::from(unshared)
+        .read(&mut created)
+        .is_ok_and(|n| n == 1 && created[0] == b'1')
+    {
+        return;
+    }
+    let answer = match write_maps(&ids.nested(), child) {
+        Ok(()) => "1".to_owned(),
+        Err(msg) => msg,
+    };
+    let _ = File::from(mapped).write_all(answer.as_bytes());
 }
 
 /// Tag bits of a session message: which optional descriptors follow the three fixed ones.
@@ -208,7 +273,13 @@ pub(super) const SESSION_DIFF_OUT: u8 = 1;
 pub(super) const SESSION_STREAM_IN: u8 = 2;
 
 /// A session's step helper, just forked: takes its descriptors and answers one request.
-fn session_step(tag: u8, fds: Vec<OwnedFd>, session: Pid, ids: &IdMapping) -> i32 {
+fn session_step(
+    tag: u8,
+    fds: Vec<OwnedFd>,
+    session: Pid,
+    ids: &IdMapping,
+    entered: Result<(), Fail>,
+) -> i32 {
     sys::wait_for_children();
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     if unistd::getppid() != session {
@@ -234,7 +305,7 @@ fn session_step(tag: u8, fds: Vec<OwnedFd>, session: Pid, ids: &IdMapping) -> i3
         diff_out,
         stream_in,
     };
-    match answer(UnixStream::from(sock), passed, Some(ids)) {
+    match answer(UnixStream::from(sock), passed, Some(ids), entered) {
         c if c == ExitCode::SUCCESS => 0,
         _ => 1,
     }
@@ -554,7 +625,7 @@ fn run(
         us = started.elapsed().as_micros(),
         "sandbox: state prepared"
     );
-    // 2. The user namespace (a session's helper is in it already).
+    // 2. The user namespace (a session's step helper is in its own already: see `serve`).
     if session.is_none() {
         enter_user_namespace(&spec.ids, me)?;
     }
@@ -1420,8 +1491,9 @@ fn register_binfmt(spec: &Spec, run: &Path, run_dir: &mut RunDir) -> Result<Exec
             run_dir.mounts.push(dir.clone());
             match fs::write(dir.join("register"), &registration.line) {
                 Ok(()) => return Ok(spec.execution.clone()),
-                // The user namespace's instance has it already: a session's earlier step
-                // (the instance belongs to the user namespace, not to the mount).
+                // The user namespace's instance has it already (the instance belongs to
+                // the user namespace, not to the mount; each step has a namespace of its
+                // own, so this is only a second registration of the same step).
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
                     return Ok(spec.execution.clone());
                 }

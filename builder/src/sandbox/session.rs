@@ -1,6 +1,8 @@
 //! Sandbox sessions: one helper per id mapping that enters its user namespace once (the
 //! `newuidmap`/`newgidmap` round trip and the helper's exec are most of a short step's
-//! cost) and forks a step helper into it for each build step or tar job.
+//! cost) and forks a step helper for each build step or tar job, which gets a user
+//! namespace of its own nested in the session's, mapped by the session helper with every
+//! id kept as it is (no setuid helper: the session helper is root of the parent).
 //!
 //! A session helper is `rbuild sandbox-helper --session`, started from a thread of its
 //! own that waits for it (it dies with that thread, like every helper). The caller sends

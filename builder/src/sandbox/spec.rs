@@ -475,6 +475,31 @@ impl IdMapping {
         map_text(&self.gid)
     }
 
+    /// The mapping of a user namespace nested in one with this mapping that keeps every
+    /// id as it is there: a session's build step gets a user namespace of its own this way,
+    /// written directly by root of the session's namespace. One line per range of this
+    /// mapping (the kernel wants each line within one range of the parent's map).
+    #[must_use]
+    pub fn nested(&self) -> IdMapping {
+        let identity = |ranges: &[IdRange]| {
+            let mut nested: Vec<IdRange> = ranges
+                .iter()
+                .map(|r| IdRange {
+                    inside: r.inside,
+                    outside: r.inside,
+                    count: r.count,
+                })
+                .collect();
+            nested.sort_unstable_by_key(|r| r.inside);
+            nested
+        };
+        IdMapping {
+            uid: identity(&self.uid),
+            gid: identity(&self.gid),
+            method: MapMethod::Direct,
+        }
+    }
+
     /// A short stable tag of the mapping: snapshots unpacked under one mapping have other
     /// owners on disk than under another, so they are kept apart.
     pub fn tag(&self) -> String {
@@ -844,6 +869,48 @@ mod tests {
         assert_eq!(m.outside_uid(0), Some(1001));
         assert_eq!(m.outside_uid(65536), None);
         assert!(m.maps_gid(5));
+    }
+
+    #[test]
+    fn a_nested_mapping_keeps_every_id_range_by_range() {
+        let (m, _) = choose_ids(&user_facts()).unwrap();
+        let n = m.nested();
+        assert_eq!(n.uid_map(), "0 0 1\n1 1 65535\n");
+        assert_eq!(n.gid_map(), "0 0 1\n1 1 65535\n");
+        assert_eq!(n.method, MapMethod::Direct);
+        assert_eq!(n.mapped(), m.mapped());
+        // A hole stays a hole; ranges come out sorted.
+        let holes = IdMapping {
+            uid: vec![
+                IdRange {
+                    inside: 2000,
+                    outside: 300_000,
+                    count: 10,
+                },
+                IdRange {
+                    inside: 0,
+                    outside: 1001,
+                    count: 1,
+                },
+                IdRange {
+                    inside: 1,
+                    outside: 100_000,
+                    count: 1000,
+                },
+            ],
+            gid: vec![IdRange {
+                inside: 0,
+                outside: 1001,
+                count: 1,
+            }],
+            method: MapMethod::Single,
+        };
+        let n = holes.nested();
+        assert_eq!(n.uid_map(), "0 0 1\n1 1 1000\n2000 2000 10\n");
+        assert_eq!(n.gid_map(), "0 0 1\n");
+        for id in [0, 5, 1000, 1001, 1999, 2000, 2009, 2010] {
+            assert_eq!(n.maps_uid(id), holes.maps_uid(id), "uid {id}");
+        }
     }
 
     #[test]
