@@ -1,8 +1,15 @@
 #!/bin/bash
 # sandbox-startup.sh: what one sandbox costs. Times creating a sandbox, running `true` in it
-# and tearing it down (`rbuild run ... -- true`, layers already unpacked), beside the floor
-# for a bare user+mount+PID namespace (`unshare -Urmpf --mount-proc true`) and a plain
-# fork+exec of `true`, all as the same unprivileged user.
+# and tearing it down, beside the floor for a bare user+mount+PID namespace
+# (`unshare -Urmpf --mount-proc true`) and a plain fork+exec of `true`, all as the same
+# unprivileged user, in two settings:
+#   - a build step: (41 x `RUN true` - 1 x `RUN true`) / 40 with `--no-cache`. Each step's
+#     sandbox has its own user (mapped), mount, PID, IPC and UTS namespaces, an overlay root
+#     with the standard mounts, runs `true` and is torn down (its run directory recycled);
+#   - `rbuild run IMAGE -- true`: the whole command, rbuild's own start, reading the image
+#     and the 65536-id mapping through the setuid `newuidmap`/`newgidmap` included (the
+#     second floor does that mapping too).
+# Layers are unpacked once beforehand.
 #
 #   tests/bench/sandbox-startup.sh            RUNS=50 REPS=5; builds rbuild (release)
 #   RBUILD=path/to/rbuild RUNS=100 tests/bench/sandbox-startup.sh
@@ -11,12 +18,15 @@
 #
 # As root, it runs everything as the end-to-end test user (`rbuild-test`, or
 # $RBUILD_E2E_USER, created by `rbuild-testenv check`); as a normal user, as yourself.
-# Prints a markdown table (median of REPS batches of RUNS runs, per-run milliseconds) and
-# the ratio of rbuild to the unshare floor (target: within 2x). Never asserts anything.
+# Prints a markdown table (median of REPS batches: RUNS runs, or BUILDS builds of each
+# Dockerfile; milliseconds per sandbox) and the ratios to the floors (target: within 2x of
+# `unshare -Urmpf`). Never asserts anything.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 RUNS=${RUNS:-50}
 REPS=${REPS:-5}
+BUILDS=${BUILDS:-5}
+STEPS=41
 
 say() { printf '==> %s\n' "$*" >&2; }
 
@@ -52,17 +62,31 @@ cp "$RBUILD" "$WORK/rbuild"
 IMAGE="oci-layout://$WORK/busybox:amd64"
 CACHE=${CACHE_DIR:-$WORK/cache}
 RUN="'$WORK/rbuild' run --cache-dir '$CACHE' '$IMAGE' -- true"
+mkdir -p "$WORK/one" "$WORK/many"
+printf 'FROM base\nRUN true\n' > "$WORK/one/Dockerfile"
+{ echo 'FROM base'; for i in $(seq 1 $STEPS); do echo "RUN true $i"; done; } > "$WORK/many/Dockerfile"
+[ "$(id -u)" = 0 ] && chown -R "$BUSER:" "$WORK/one" "$WORK/many"
+BUILD="'$WORK/rbuild' build --progress plain --no-cache --cache-dir '$CACHE' --build-context base='$IMAGE'"
 
 say "warming the snapshot cache (first run unpacks the layer)"
-as_user "cd '$WORK' && $RUN"
+as_user "cd '$WORK' && $RUN && $BUILD '$WORK/one' >/dev/null 2>&1"
 
-# loop CMD: seconds for RUNS runs of CMD, as the user.
+# loop CMD [N]: seconds for N (default RUNS) runs of CMD, as the user.
 loop() {
-  as_user "cd '$WORK'; t0=\$(date +%s.%N); for i in \$(seq 1 $RUNS); do $1 >/dev/null; done; t1=\$(date +%s.%N); echo \"\$t1 - \$t0\" | bc"
+  as_user "cd '$WORK'; t0=\$(date +%s.%N); for i in \$(seq 1 ${2:-$RUNS}); do $1 >/dev/null 2>&1; done; t1=\$(date +%s.%N); echo \"\$t1 - \$t0\" | bc"
 }
 median() { sort -g | awk '{a[NR]=$1} END { if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2] + a[NR/2+1]) / 2 }'; }
 
 declare -A results
+samples=""
+say "timing a build step's sandbox ($REPS x $BUILDS builds of 1 and of $STEPS RUN steps)"
+for _ in $(seq 1 "$REPS"); do
+  one=$(loop "$BUILD '$WORK/one'" "$BUILDS")
+  many=$(loop "$BUILD '$WORK/many'" "$BUILDS")
+  samples+="$(echo "scale=9; ($many - $one) * $RUNS / $BUILDS / ($STEPS - 1)" | bc)"$'\n'
+done
+# Scaled to RUNS sandboxes, like the other figures.
+results[step]=$(printf '%s' "$samples" | median)
 for name in plain unshare mapped rbuild; do
   case $name in
     plain) cmd="/bin/true" ;;
@@ -80,17 +104,19 @@ for name in plain unshare mapped rbuild; do
 done
 
 
-ms() { echo "scale=2; $1 * 1000 / $RUNS" | bc; }
+ms() { printf '%.2f' "$(echo "scale=4; $1 * 1000 / $RUNS" | bc)"; }
 echo
-echo "| what (as \`$BUSER\`, $RUNS runs, median of $REPS) | ms per run |"
+echo "| what (as \`$BUSER\`; median of $REPS batches of $RUNS runs or $BUILDS builds) | ms per sandbox |"
 echo "|---|---:|"
 echo "| fork+exec \`true\` | $(ms "${results[plain]}") |"
 echo "| \`unshare -Urmpf --mount-proc true\` (floor) | $(ms "${results[unshare]}") |"
 echo "| \`unshare --map-auto --map-root-user -mpf --mount-proc true\` (floor with 65536 ids) | $(ms "${results[mapped]}") |"
-echo "| \`rbuild run IMAGE -- true\` (create, run, tear down) | $(ms "${results[rbuild]}") |"
+echo "| a build step's sandbox (own user, mount, PID, IPC, UTS namespaces; run \`true\`; torn down) | $(ms "${results[step]}") |"
+echo "| \`rbuild run IMAGE -- true\` (the whole command) | $(ms "${results[rbuild]}") |"
 echo
-echo "rbuild / unshare floor: $(echo "scale=2; ${results[rbuild]} / ${results[unshare]}" | bc)x (target: within 2x)"
-echo "rbuild / floor with the same id mapping: $(echo "scale=2; ${results[rbuild]} / ${results[mapped]}" | bc)x"
+ratio() { printf '%.2f' "$(echo "scale=4; $1 / $2" | bc)"; }
+echo "build step sandbox / unshare floor: $(ratio "${results[step]}" "${results[unshare]}")x (target: within 2x)"
+echo "rbuild run / unshare floor: $(ratio "${results[rbuild]}" "${results[unshare]}")x; / floor with the same id mapping: $(ratio "${results[rbuild]}" "${results[mapped]}")x"
 echo "cache on: $(df --output=fstype "$(dirname "$CACHE")" | tail -1) ($(dirname "$CACHE")); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "(phase timings of one run: \`RBUILD_LOG=rbuild::sandbox=debug rbuild run ...\`)"
 exit 0

@@ -120,9 +120,10 @@ impl Records {
 
     /// Stores the record of `key` (atomically: a temp file renamed into place).
     pub fn put(&self, key: &str, record: &Record) -> io::Result<()> {
+        use std::io::Write as _;
         let bytes = serde_json::to_vec(record).map_err(io::Error::other)?;
-        let tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-        std::fs::write(tmp.path(), bytes)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+        tmp.write_all(&bytes)?;
         tmp.persist(self.path(key)).map_err(|e| e.error)?;
         Ok(())
     }
