@@ -15,9 +15,18 @@
 //! (`sandbox/snapshots/<mapping>/`); `layers` the layer blobs written from it, one per
 //! way of writing them (compression, `SOURCE_DATE_EPOCH` clamp). A record whose snapshot
 //! and blobs are both gone is a miss.
+//!
+//! Records are written by a thread of their own (a temp file renamed into place), so the
+//! next step does not wait for the file system; reads see records still on their way,
+//! and [`Records::flush`] at the end of the build waits for the writes and reports the
+//! first that failed.
 
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Sender, channel};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -95,9 +104,21 @@ impl Record {
 }
 
 /// The records of a cache directory.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Records {
     dir: PathBuf,
+    /// Records put but not yet on disk: the newest per key, with the number of its put.
+    pending: Arc<Mutex<HashMap<String, (u64, Record)>>>,
+    /// The writer thread and its queue (keys, in the order they were put); started on the
+    /// first put, ended by [`Records::flush`].
+    writer: Mutex<Option<Writer>>,
+    puts: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Debug)]
+struct Writer {
+    queue: Sender<(String, u64)>,
+    thread: JoinHandle<io::Result<()>>,
 }
 
 impl Records {
@@ -105,27 +126,91 @@ impl Records {
     pub fn open(cache: &Path) -> io::Result<Records> {
         let dir = cache.join("build").join("v1").join("steps");
         std::fs::create_dir_all(&dir)?;
-        Ok(Records { dir })
-    }
-
-    fn path(&self, key: &str) -> PathBuf {
-        self.dir.join(format!("{key}.json"))
+        Ok(Records {
+            dir,
+            pending: Arc::default(),
+            writer: Mutex::new(None),
+            puts: std::sync::atomic::AtomicU64::new(0),
+        })
     }
 
     /// The record of `key`, if there is a readable one.
     pub fn get(&self, key: &str) -> Option<Record> {
-        let bytes = std::fs::read(self.path(key)).ok()?;
+        if let Some((_, r)) = self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+        {
+            return Some(r.clone());
+        }
+        let bytes = std::fs::read(record_path(&self.dir, key)).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 
-    /// Stores the record of `key` (atomically: a temp file renamed into place).
+    /// Stores the record of `key`: at once for [`Records::get`], on disk soon after
+    /// (atomically: a temp file renamed into place).
     pub fn put(&self, key: &str, record: &Record) -> io::Result<()> {
-        use std::io::Write as _;
-        let bytes = serde_json::to_vec(record).map_err(io::Error::other)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-        tmp.write_all(&bytes)?;
-        tmp.persist(self.path(key)).map_err(|e| e.error)?;
-        Ok(())
+        let n = self.puts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.to_owned(), (n, record.clone()));
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if writer.is_none() {
+            let (queue, rx) = channel::<(String, u64)>();
+            let (dir, pending) = (self.dir.clone(), Arc::clone(&self.pending));
+            let thread = std::thread::Builder::new()
+                .name("cache-records".into())
+                .spawn(move || {
+                    let mut first_error = Ok(());
+                    for (key, n) in rx {
+                        let record = match pending
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .get(&key)
+                        {
+                            // A newer put of the same key is queued too; it writes.
+                            Some((m, r)) if *m == n => r.clone(),
+                            _ => continue,
+                        };
+                        let written = write_record(&dir, &key, &record);
+                        let mut pending = pending.lock().unwrap_or_else(PoisonError::into_inner);
+                        if pending.get(&key).is_some_and(|(m, _)| *m == n) {
+                            pending.remove(&key);
+                        }
+                        if first_error.is_ok() {
+                            first_error = written;
+                        }
+                    }
+                    first_error
+                })?;
+            *writer = Some(Writer { queue, thread });
+        }
+        if let Some(w) = writer.as_ref()
+            && w.queue.send((key.to_owned(), n)).is_ok()
+        {
+            return Ok(());
+        }
+        // The writer is gone (it cannot be, short of a panic): write here.
+        drop(writer);
+        write_record(&self.dir, key, record)
+    }
+
+    /// Waits until every record put so far is on disk; the first write that failed.
+    pub fn flush(&self) -> io::Result<()> {
+        let writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(Writer { queue, thread }) = writer else {
+            return Ok(());
+        };
+        drop(queue);
+        thread
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the cache record writer panicked")))
     }
 
     /// Adds a layer to the record of `key` (read again first: another build may have
@@ -136,6 +221,26 @@ impl Records {
         r.layers.push(layer);
         self.put(key, &r)
     }
+}
+
+impl Drop for Records {
+    fn drop(&mut self) {
+        // Nothing put is lost when a build ends early; errors were the build's to report.
+        let _ = self.flush();
+    }
+}
+
+fn record_path(dir: &Path, key: &str) -> PathBuf {
+    dir.join(format!("{key}.json"))
+}
+
+fn write_record(dir: &Path, key: &str, record: &Record) -> io::Result<()> {
+    use std::io::Write as _;
+    let bytes = serde_json::to_vec(record).map_err(io::Error::other)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(&bytes)?;
+    tmp.persist(record_path(dir, key)).map_err(|e| e.error)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -164,7 +269,10 @@ mod tests {
             created: 7,
         };
         r.put("k", &rec).unwrap();
-        assert_eq!(r.get("k"), Some(rec));
+        assert_eq!(r.get("k"), Some(rec.clone()));
+        r.flush().unwrap();
+        // On disk: a fresh reader sees it.
+        assert_eq!(Records::open(d.path()).unwrap().get("k"), Some(rec));
         let layer = LayerInfo {
             variant: "gzip".into(),
             digest: "sha256:a".into(),
@@ -174,7 +282,32 @@ mod tests {
         };
         r.add_layer("k", layer.clone()).unwrap();
         r.add_layer("k", layer.clone()).unwrap();
-        assert_eq!(r.get("k").unwrap().layers, [layer]);
+        assert_eq!(r.get("k").unwrap().layers, std::slice::from_ref(&layer));
         assert_eq!(r.get("k").unwrap().layer("gzip").unwrap().size, 3);
+        drop(r);
+        let again = Records::open(d.path()).unwrap();
+        assert_eq!(again.get("k").unwrap().layers, [layer]);
+    }
+
+    #[test]
+    fn the_last_put_of_a_key_wins_and_a_failed_write_is_reported() {
+        let d = tempfile::tempdir().unwrap();
+        let r = Records::open(d.path()).unwrap();
+        for created in 0..50 {
+            let rec = Record {
+                created,
+                ..Record::default()
+            };
+            r.put("k", &rec).unwrap();
+            r.put(&format!("k{created}"), &rec).unwrap();
+        }
+        r.flush().unwrap();
+        let again = Records::open(d.path()).unwrap();
+        assert_eq!(again.get("k").unwrap().created, 49);
+        assert_eq!(again.get("k7").unwrap().created, 7);
+        // The directory is gone: the write fails, and flush says so.
+        std::fs::remove_dir_all(d.path().join("build")).unwrap();
+        r.put("k", &Record::default()).unwrap();
+        assert!(r.flush().is_err());
     }
 }

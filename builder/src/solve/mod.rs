@@ -407,6 +407,9 @@ pub fn build(req: &Request, env: Env<'_>) -> anyhow::Result<Built> {
     for spec in &req.cache_to {
         engine.export_cache(spec, &finals)?;
     }
+    engine.records.flush().map_err(|e| {
+        Failure::new(Exit::Host, "cannot write the build cache record").caused_by(e)
+    })?;
     let created = match req.epoch {
         Some(unix) => Created { unix },
         None => match finals.iter().map(|s| s.latest).max() {
