@@ -12,8 +12,11 @@
 //!    (or copy the snapshots), the standard mounts and volumes, register qemu in a
 //!    private `binfmt_misc` for a foreign platform;
 //! 5. `unshare(CLONE_NEWPID)` and fork the sandbox's init ([`super::init`]), then
-//!    supervise it: signals, the timeout (which kills the whole PID namespace); a build
-//!    step with file operations performs them here instead ([`super::fileop`]);
+//!    supervise it until its report arrives: signals, the timeout (which kills the whole
+//!    PID namespace); a build step with file operations performs them here instead
+//!    ([`super::fileop`]). Init is reaped before its run directory is reused or removed,
+//!    and before the reply when the step keeps a snapshot (a lower of the next step);
+//!    otherwise its exit overlaps with what follows;
 //! 6. a successful build step: unmount, remove what the sandbox created in the upper
 //!    directory, write its layer to descriptor 4 when asked, keep it as a snapshot;
 //! 7. tear down: unmount, remove the run directory, report.
@@ -102,6 +105,7 @@ fn answer(
     let mut later = Later {
         defer: session.is_some(),
         dirs: Vec::new(),
+        inits: Vec::new(),
     };
     let mut input = Vec::new();
     let reply = match sock.read_to_end(&mut input) {
@@ -125,13 +129,14 @@ fn answer(
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::from(1),
     };
-    if !later.dirs.is_empty() {
+    if !later.dirs.is_empty() || !later.inits.is_empty() {
         // End of file on the socket and the output pipes: the caller goes on.
         drop(sock);
         if let Ok(null) = File::options().write(true).open("/dev/null") {
             let _ = unistd::dup2_stdout(&null);
             let _ = unistd::dup2_stderr(&null);
         }
+        later.inits.clear();
         for dir in later.dirs.drain(..) {
             dir.retire();
         }
@@ -140,10 +145,12 @@ fn answer(
 }
 
 /// Run directories whose removal waits until the reply is sent (see [`answer`]); they
-/// are unmounted already, so the step's snapshot is final.
+/// are unmounted already, so the step's snapshot is final. Inits still ending are reaped
+/// before their run directories are touched.
 struct Later {
     defer: bool,
     dirs: Vec<RunDir>,
+    inits: Vec<Reaper>,
 }
 
 impl Later {
@@ -155,6 +162,33 @@ impl Later {
         } else {
             dir.cleanup();
         }
+    }
+
+    /// [`Later::clean`] once the sandbox's `init` has been reaped.
+    fn clean_after(&mut self, dir: RunDir, mut init: Reaper) {
+        if self.defer {
+            self.inits.push(init);
+        } else {
+            init.reap();
+        }
+        self.clean(dir);
+    }
+}
+
+/// The sandbox's init, waited for when dropped (unless reaped already).
+struct Reaper(Option<Pid>);
+
+impl Reaper {
+    fn reap(&mut self) {
+        if let Some(pid) = self.0.take() {
+            while let Err(Errno::EINTR) = waitpid(pid, None) {}
+        }
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        self.reap();
     }
 }
 
@@ -854,29 +888,40 @@ fn run(
         .map_err(|e| Fail::bug("cannot create a signalfd").cause(os(e)))?;
     unshare(CloneFlags::CLONE_NEWPID)
         .map_err(|e| Fail::host("cannot create the sandbox's PID namespace").cause(os(e)))?;
-    let report_path = tmp.join("init-report.json");
-    let report_file = File::create(&report_path)
-        .map_err(|e| Fail::bug("cannot create the init report").cause(e))?;
+    // Init's report comes through a pipe (read end non-blocking, for `supervise`): its
+    // end of file says the sandbox is over, while init's own exit (tearing down its
+    // mount and PID namespaces) goes on beside what the helper does next.
+    let (report_r, report_w) = unistd::pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| Fail::bug("cannot create a pipe").cause(os(e)))?;
+    nix::fcntl::fcntl(&report_r, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+        .map_err(|e| Fail::bug("cannot create a pipe").cause(os(e)))?;
     let setup_ms = ms(started.elapsed());
     let run_started = Instant::now();
     let init =
         match sys::fork().map_err(|e| Fail::host("cannot start the sandbox's init").cause(e))? {
             sys::Forked::Child => {
-                drop(sfd);
-                super::init::run(spec, &root, report_file)
+                drop((sfd, report_r));
+                super::init::run(spec, &root, File::from(report_w))
             }
             sys::Forked::Parent(pid) => pid,
         };
-    drop(report_file);
-    let timed_out = supervise(init, spec.timeout_ms.map(Duration::from_millis), &sfd);
+    drop(report_w);
+    // Declared after the run directory, so that it is dropped first: init is reaped
+    // (its mounts gone) before the run directory is removed or reused.
+    let mut init = Reaper(Some(init));
+    let supervised = supervise(
+        &mut init,
+        spec.timeout_ms.map(Duration::from_millis),
+        &sfd,
+        &File::from(report_r),
+    );
+    let timed_out = supervised.timed_out;
     let run_ms = ms(run_started.elapsed());
 
-    tracing::debug!(us = started.elapsed().as_micros(), "sandbox: init ended");
+    tracing::debug!(us = started.elapsed().as_micros(), "sandbox: init reported");
     // 6. Report and tear down.
     let teardown_started = Instant::now();
-    let init_report: Option<InitReport> = fs::read(&report_path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
+    let init_report: Option<InitReport> = serde_json::from_slice(&supervised.report).ok();
     let succeeded = timed_out.is_none()
         && init_report
             .as_ref()
@@ -894,7 +939,13 @@ fn run(
     } else {
         None
     };
-    later.clean(run_dir);
+    // A kept snapshot is a lower of the next step at once; init's copy of the overlay
+    // (the snapshot as its upper directory) must be gone by then. Otherwise init's exit
+    // may go on past the reply; the run directory waits for it.
+    if step.is_some_and(|s| s.changed) {
+        init.reap();
+    }
+    later.clean_after(run_dir, init);
     tracing::debug!(us = started.elapsed().as_micros(), "sandbox: torn down");
     let teardown_ms = ms(teardown_started.elapsed());
 
@@ -1527,14 +1578,34 @@ fn register_binfmt(spec: &Spec, run: &Path, run_dir: &mut RunDir) -> Result<Exec
     )
 }
 
-/// Waits for init to end; on timeout lists what runs in its PID namespace and kills it
-/// all. Returns the processes killed by the timeout, if it struck.
-fn supervise(init: Pid, timeout: Option<Duration>, sfd: &SignalFd) -> Option<Vec<Leftover>> {
+/// What [`supervise`] saw: the processes a timeout killed, if it struck, and init's report.
+struct Supervised {
+    timed_out: Option<Vec<Leftover>>,
+    report: Vec<u8>,
+}
+
+/// Reads init's report until init closes it (it has ended, or is ending: its last act),
+/// passing on signals; on timeout lists what runs in its PID namespace and kills it all.
+/// Reaps init when it is seen to have ended meanwhile.
+fn supervise(
+    init: &mut Reaper,
+    timeout: Option<Duration>,
+    sfd: &SignalFd,
+    report: &File,
+) -> Supervised {
+    let Some(pid) = init.0 else {
+        return Supervised {
+            timed_out: None,
+            report: Vec::new(),
+        };
+    };
     let start = Instant::now();
     let mut deadline = timeout.map(|t| start + t);
     let mut timed_out: Option<Vec<Leftover>> = None;
     let mut grace: Option<Instant> = None;
-    let init_ns = fs::read_link(format!("/proc/{}/ns/pid", init.as_raw())).ok();
+    let init_ns = fs::read_link(format!("/proc/{}/ns/pid", pid.as_raw())).ok();
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
     loop {
         let now = Instant::now();
         let wake = [deadline, grace].into_iter().flatten().min();
@@ -1543,14 +1614,16 @@ fn supervise(init: Pid, timeout: Option<Duration>, sfd: &SignalFd) -> Option<Vec
         {
             if deadline.is_some_and(|d| now >= d) && timed_out.is_none() {
                 let ns = init_ns.clone();
-                let list = procscan::scan(Path::new("/proc"), |pid| {
-                    pid != init.as_raw()
+                let list = procscan::scan(Path::new("/proc"), |p| {
+                    p != pid.as_raw()
                         && ns.is_some()
-                        && fs::read_link(format!("/proc/{pid}/ns/pid")).ok() == ns
+                        && fs::read_link(format!("/proc/{p}/ns/pid")).ok() == ns
                 });
                 timed_out = Some(list);
             }
-            let _ = kill(init, Signal::SIGKILL);
+            if init.0.is_some() {
+                let _ = kill(pid, Signal::SIGKILL);
+            }
             deadline = None;
             grace = None;
         }
@@ -1563,19 +1636,43 @@ fn supervise(init: Pid, timeout: Option<Duration>, sfd: &SignalFd) -> Option<Vec
                 PollTimeout::try_from(d.as_millis().min(60_000) as i32 + 1)
                     .unwrap_or(PollTimeout::NONE)
             });
-        let mut fds = [PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(report.as_fd(), PollFlags::POLLIN),
+        ];
         let _ = poll(&mut fds, wait_ms);
         while let Ok(Some(info)) = sfd.read_signal() {
             let sig = i32::try_from(info.ssi_signo).unwrap_or(0);
-            if sig == Signal::SIGTERM as i32 || sig == Signal::SIGHUP as i32 {
+            if init.0.is_some() && (sig == Signal::SIGTERM as i32 || sig == Signal::SIGHUP as i32) {
                 // Ask the command to stop (init forwards it), then force it.
-                let _ = kill(init, Signal::SIGTERM);
+                let _ = kill(pid, Signal::SIGTERM);
                 grace.get_or_insert(Instant::now() + Duration::from_secs(10));
             }
         }
-        match waitpid(init, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) | Err(_) => return timed_out,
-            _ => {}
+        if init.0.is_some()
+            && matches!(
+                waitpid(pid, Some(WaitPidFlag::WNOHANG)),
+                Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) | Err(_)
+            )
+        {
+            init.0 = None;
+        }
+        // Init holds the only write end (close-on-exec keeps it from the command): end of
+        // file comes when init closes it after writing its report, or dies.
+        let ended = loop {
+            match (&*report).read(&mut buf) {
+                Ok(0) => break true,
+                Ok(n) => bytes.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+                Err(_) => break true,
+            }
+        };
+        if ended {
+            return Supervised {
+                timed_out,
+                report: bytes,
+            };
         }
     }
 }

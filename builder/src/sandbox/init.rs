@@ -3,8 +3,9 @@
 //! It mounts `/proc` for its namespace, pivots into the root file system, resolves the
 //! user from the image's own `/etc/passwd` and `/etc/group`, starts the command as PID 2,
 //! reaps every orphan, and when the command ends lists what is still running (with its
-//! listening sockets), kills it all and writes a report for the helper. Its exit takes
-//! the PID namespace down with it.
+//! listening sockets), kills it all, waits until nothing else is left and writes a report
+//! for the helper to a pipe; closing that pipe is its last act. Its exit takes the PID
+//! namespace (and its mount namespace) down with it, while the helper goes on.
 
 use std::ffi::{CString, OsStr};
 use std::fs::File;
