@@ -125,21 +125,22 @@ fn answer(
     };
     let bytes = serde_json::to_vec(&reply).unwrap_or_default();
     tracing::debug!(peak_rss_kb = peak_rss_kb(), "sandbox: helper resources");
-    let code = match sock.write_all(&bytes) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(_) => ExitCode::from(1),
-    };
-    if !later.dirs.is_empty() || !later.inits.is_empty() {
-        // End of file on the socket and the output pipes: the caller goes on.
-        drop(sock);
+    if later.defer {
+        // A session's step: the output pipes end before the reply comes, and the reply
+        // then ends the exchange, so the caller goes on while this helper cleans up.
         if let Ok(null) = File::options().write(true).open("/dev/null") {
             let _ = unistd::dup2_stdout(&null);
             let _ = unistd::dup2_stderr(&null);
         }
-        later.inits.clear();
-        for dir in later.dirs.drain(..) {
-            dir.retire();
-        }
+    }
+    let code = match sock.write_all(&bytes) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(1),
+    };
+    drop(sock);
+    later.inits.clear();
+    for dir in later.dirs.drain(..) {
+        dir.retire();
     }
     code
 }
