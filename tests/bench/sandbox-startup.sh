@@ -11,20 +11,20 @@
 #     second floor does that mapping too).
 # Layers are unpacked once beforehand.
 #
-#   tests/bench/sandbox-startup.sh            RUNS=50 REPS=5; builds rbuild (release)
+#   tests/bench/sandbox-startup.sh            RUNS=50 REPS=7 BUILDS=5; builds rbuild (release)
 #   RBUILD=path/to/rbuild RUNS=100 tests/bench/sandbox-startup.sh
 #   CACHE_DIR=/dev/shm/rbuild-bench tests/bench/sandbox-startup.sh   cache (and the overlay's
 #       upper/work directories) on another file system, e.g. to see what the disk costs
 #
 # As root, it runs everything as the end-to-end test user (`rbuild-test`, or
 # $RBUILD_E2E_USER, created by `rbuild-testenv check`); as a normal user, as yourself.
-# Prints a markdown table (median of REPS batches: RUNS runs, or BUILDS builds of each
-# Dockerfile; milliseconds per sandbox) and the ratios to the floors (target: within 2x of
-# `unshare -Urmpf`). Never asserts anything.
+# Prints a markdown table (median of REPS rounds: RUNS runs, or BUILDS builds of each
+# Dockerfile; milliseconds per sandbox) and the median of the per-round ratios to the
+# floors (target: within 2x of `unshare -Urmpf`). Never asserts anything.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 RUNS=${RUNS:-50}
-REPS=${REPS:-5}
+REPS=${REPS:-7}
 BUILDS=${BUILDS:-5}
 STEPS=41
 
@@ -77,36 +77,35 @@ loop() {
 }
 median() { sort -g | awk '{a[NR]=$1} END { if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2] + a[NR/2+1]) / 2 }'; }
 
-declare -A results
-samples=""
-say "timing a build step's sandbox ($REPS x $BUILDS builds of 1 and of $STEPS RUN steps)"
+# Rounds: each times every setting once, one after the other, so the floors and rbuild
+# see the same machine (its speed drifts by 10-20% over minutes); the ratios are taken
+# per round, then the median over the rounds.
+declare -A samples t
+say "timing $REPS rounds: $RUNS runs of each command, $BUILDS builds of 1 and of $STEPS RUN steps"
 for _ in $(seq 1 "$REPS"); do
+  t[plain]=$(loop "/bin/true")
+  t[unshare]=$(loop "unshare -Urmpf --mount-proc true")
+  # The same with the 65536-id mapping rbuild makes (newuidmap + newgidmap).
+  t[mapped]=$(loop "unshare --user --map-auto --map-root-user -mpf --mount-proc true")
+  t[rbuild]=$(loop "$RUN")
   one=$(loop "$BUILD '$WORK/one'" "$BUILDS")
   many=$(loop "$BUILD '$WORK/many'" "$BUILDS")
-  samples+="$(echo "scale=9; ($many - $one) * $RUNS / $BUILDS / ($STEPS - 1)" | bc)"$'\n'
+  # Scaled to RUNS sandboxes, like the other figures.
+  t[step]=$(echo "scale=9; ($many - $one) * $RUNS / $BUILDS / ($STEPS - 1)" | bc)
+  t[r_step]=$(echo "scale=6; ${t[step]} / ${t[unshare]}" | bc)
+  t[r_run]=$(echo "scale=6; ${t[rbuild]} / ${t[unshare]}" | bc)
+  t[r_run_mapped]=$(echo "scale=6; ${t[rbuild]} / ${t[mapped]}" | bc)
+  for k in "${!t[@]}"; do samples[$k]+="${t[$k]}"$'\n'; done
+  say "round: build step $(printf '%.2f' "${t[r_step]}")x the floor; rbuild run $(printf '%.2f' "${t[r_run_mapped]}")x the same-mapping floor"
 done
-# Scaled to RUNS sandboxes, like the other figures.
-results[step]=$(printf '%s' "$samples" | median)
-for name in plain unshare mapped rbuild; do
-  case $name in
-    plain) cmd="/bin/true" ;;
-    unshare) cmd="unshare -Urmpf --mount-proc true" ;;
-    # The same with the 65536-id mapping rbuild makes (newuidmap + newgidmap).
-    mapped) cmd="unshare --user --map-auto --map-root-user -mpf --mount-proc true" ;;
-    rbuild) cmd="$RUN" ;;
-  esac
-  say "timing $name ($REPS x $RUNS runs)"
-  samples=""
-  for _ in $(seq 1 "$REPS"); do
-    samples+="$(loop "$cmd")"$'\n'
-  done
-  results[$name]=$(printf '%s' "$samples" | median)
+declare -A results
+for k in "${!samples[@]}"; do
+  results[$k]=$(printf '%s' "${samples[$k]}" | median)
 done
-
 
 ms() { printf '%.2f' "$(echo "scale=4; $1 * 1000 / $RUNS" | bc)"; }
 echo
-echo "| what (as \`$BUSER\`; median of $REPS batches of $RUNS runs or $BUILDS builds) | ms per sandbox |"
+echo "| what (as \`$BUSER\`; median of $REPS rounds of $RUNS runs or $BUILDS builds) | ms per sandbox |"
 echo "|---|---:|"
 echo "| fork+exec \`true\` | $(ms "${results[plain]}") |"
 echo "| \`unshare -Urmpf --mount-proc true\` (floor) | $(ms "${results[unshare]}") |"
@@ -114,9 +113,10 @@ echo "| \`unshare --map-auto --map-root-user -mpf --mount-proc true\` (floor wit
 echo "| a build step's sandbox (own user, mount, PID, IPC, UTS namespaces; run \`true\`; torn down) | $(ms "${results[step]}") |"
 echo "| \`rbuild run IMAGE -- true\` (the whole command) | $(ms "${results[rbuild]}") |"
 echo
-ratio() { printf '%.2f' "$(echo "scale=4; $1 / $2" | bc)"; }
-echo "build step sandbox / unshare floor: $(ratio "${results[step]}" "${results[unshare]}")x (target: within 2x)"
-echo "rbuild run / unshare floor: $(ratio "${results[rbuild]}" "${results[unshare]}")x; / floor with the same id mapping: $(ratio "${results[rbuild]}" "${results[mapped]}")x"
+r() { printf '%.2f' "$1"; }
+echo "median of the per-round ratios:"
+echo "build step sandbox / unshare floor: $(r "${results[r_step]}")x (target: within 2x)"
+echo "rbuild run / unshare floor: $(r "${results[r_run]}")x; / floor with the same id mapping: $(r "${results[r_run_mapped]}")x"
 echo "cache on: $(df --output=fstype "$(dirname "$CACHE")" | tail -1) ($(dirname "$CACHE")); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "(phase timings of one run: \`RBUILD_LOG=rbuild::sandbox=debug rbuild run ...\`)"
 exit 0
