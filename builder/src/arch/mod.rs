@@ -162,28 +162,12 @@ impl Platform {
 
     /// Builds a normalised platform from OCI fields (as found in image indexes and configs).
     pub fn normalize(os: &str, arch: &str, variant: Option<&str>) -> Platform {
-        let os = os.to_ascii_lowercase();
-        let (arch, implied) = match arch.to_ascii_lowercase().as_str() {
-            "x86_64" | "x86-64" => ("amd64".to_owned(), None),
-            "aarch64" => ("arm64".to_owned(), None),
-            "armhf" => ("arm".to_owned(), Some("v7")),
-            "armel" => ("arm".to_owned(), Some("v6")),
-            "i386" | "i686" | "x86" => ("386".to_owned(), None),
-            other => (other.to_owned(), None),
-        };
-        let variant = variant
-            .filter(|v| !v.is_empty())
-            .map(str::to_ascii_lowercase)
-            .or_else(|| implied.map(str::to_owned));
-        let variant = match (arch.as_str(), variant) {
-            ("arm64", None | Some(_)) => Some("v8".to_owned()),
-            ("arm", None) => Some("v7".to_owned()),
-            ("arm", Some(v)) => Some(match v.as_str() {
-                "7" => "v7".to_owned(),
-                "6" => "v6".to_owned(),
-                _ => v,
-            }),
-            (_, v) => v,
+        let (os, arch, variant) = crate::image::normalize_platform(os, arch, variant);
+        // Here `arm64` names its variant: every arm64 the sandbox runs is `v8`.
+        let variant = if arch == "arm64" {
+            Some("v8".to_owned())
+        } else {
+            variant
         };
         Platform { os, arch, variant }
     }
@@ -535,6 +519,32 @@ pub fn choose(platform: &Platform, facts: &BinfmtFacts) -> Result<Execution, Not
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_platform_type_normalises_the_same_aliases() {
+        for (input, want) in [
+            ("linux/x86_64", "linux/amd64"),
+            ("linux/amd64/v1", "linux/amd64"),
+            ("linux/amd64/v3", "linux/amd64/v3"),
+            ("Linux/AARCH64", "linux/arm64"),
+            ("linux/arm64/v8", "linux/arm64"),
+            ("linux/armhf", "linux/arm/v7"),
+            ("linux/armel", "linux/arm/v6"),
+            ("linux/arm", "linux/arm/v7"),
+            ("linux/arm/7", "linux/arm/v7"),
+            ("linux/i686", "linux/386"),
+            ("linux/i486", "linux/386"),
+            ("linux/riscv64", "linux/riscv64"),
+        ] {
+            let image: crate::image::Platform = input.parse().unwrap();
+            assert_eq!(image.to_string(), want, "image: {input}");
+            let frontend = crate::dockerfile::Platform::parse(input).unwrap();
+            assert_eq!(frontend.to_string(), want, "Dockerfile: {input}");
+            let parts: Vec<&str> = input.split('/').collect();
+            let sandbox = Platform::normalize(parts[0], parts[1], parts.get(2).copied());
+            assert_eq!(sandbox.to_string(), want, "sandbox: {input}");
+        }
+    }
 
     fn p(s: &str) -> Platform {
         s.parse().unwrap()

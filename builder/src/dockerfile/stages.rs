@@ -53,27 +53,7 @@ impl Platform {
                 "`{s}` is not a platform: expected `os/arch[/variant]`"
             ));
         }
-        let os = os.to_ascii_lowercase();
-        let arch = arch.to_ascii_lowercase();
-        let variant = variant.map(str::to_ascii_lowercase);
-        let (arch, variant) = match (arch.as_str(), variant.as_deref()) {
-            ("x86_64" | "x86-64" | "amd64", None | Some("v1")) => ("amd64".to_owned(), None),
-            ("x86_64" | "x86-64" | "amd64", Some(v)) => ("amd64".to_owned(), Some(v.to_owned())),
-            ("aarch64" | "arm64", None | Some("v8" | "8")) => ("arm64".to_owned(), None),
-            ("aarch64" | "arm64", Some(v)) => ("arm64".to_owned(), Some(v.to_owned())),
-            ("armhf", _) | ("arm", None) => ("arm".to_owned(), Some("v7".to_owned())),
-            ("armel", _) => ("arm".to_owned(), Some("v6".to_owned())),
-            ("arm", Some(v)) => (
-                "arm".to_owned(),
-                Some(if v.starts_with('v') {
-                    v.to_owned()
-                } else {
-                    format!("v{v}")
-                }),
-            ),
-            ("i386" | "i486" | "i586" | "i686" | "386", _) => ("386".to_owned(), None),
-            (a, v) => (a.to_owned(), v.map(str::to_owned)),
-        };
+        let (os, arch, variant) = crate::image::normalize_platform(os, arch, variant);
         Ok(Platform { os, arch, variant })
     }
 

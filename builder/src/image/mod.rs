@@ -58,7 +58,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use platform::{Platform, PlatformError};
+pub use platform::{Platform, PlatformError, normalize as normalize_platform};
 
 use crate::store::{BlobReader, Digest, Store, StoreError};
 

@@ -25,29 +25,7 @@ pub struct Platform {
 impl Platform {
     /// A normalised platform from its parts.
     pub fn new(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
-        let os = os.to_ascii_lowercase();
-        let arch = architecture.to_ascii_lowercase();
-        let variant = variant
-            .map(str::to_ascii_lowercase)
-            .filter(|v| !v.is_empty());
-        let (architecture, variant) = match (arch.as_str(), variant.as_deref()) {
-            ("x86_64" | "x86-64" | "amd64", Some("v1") | None) => ("amd64".to_owned(), None),
-            ("x86_64" | "x86-64" | "amd64", Some(v)) => ("amd64".to_owned(), Some(v.to_owned())),
-            ("aarch64" | "arm64", Some("v8" | "8") | None) => ("arm64".to_owned(), None),
-            ("aarch64" | "arm64", Some(v)) => ("arm64".to_owned(), Some(v.to_owned())),
-            ("armhf", _) | ("arm", None) => ("arm".to_owned(), Some("v7".to_owned())),
-            ("armel", _) => ("arm".to_owned(), Some("v6".to_owned())),
-            ("arm", Some(v)) => (
-                "arm".to_owned(),
-                Some(if v.starts_with('v') {
-                    v.to_owned()
-                } else {
-                    format!("v{v}")
-                }),
-            ),
-            ("i386" | "i686" | "x86", _) => ("386".to_owned(), None),
-            (a, v) => (a.to_owned(), v.map(str::to_owned)),
-        };
+        let (os, architecture, variant) = normalize(os, architecture, variant);
         Platform {
             os,
             architecture,
@@ -74,6 +52,38 @@ impl Platform {
         let c = candidate.normalized();
         self.os == c.os && self.architecture == c.architecture && self.variant == c.variant
     }
+}
+
+/// Normalises `os`, `arch` and `variant` the way containerd does: lower case; `x86_64` is
+/// `amd64` (variant `v1` the default, dropped), `aarch64` is `arm64` (variant `v8` the
+/// default, dropped), `armhf` is `arm/v7`, `armel` `arm/v6`, `arm` defaults to `v7` and
+/// `arm/7` is `arm/v7`, `i386`..`i686` and `x86` are `386`. Shared by every platform type
+/// (image indexes, Dockerfile `--platform` flags, the sandbox's architectures).
+pub fn normalize(os: &str, arch: &str, variant: Option<&str>) -> (String, String, Option<String>) {
+    let os = os.to_ascii_lowercase();
+    let arch = arch.to_ascii_lowercase();
+    let variant = variant
+        .map(str::to_ascii_lowercase)
+        .filter(|v| !v.is_empty());
+    let (arch, variant) = match (arch.as_str(), variant.as_deref()) {
+        ("x86_64" | "x86-64" | "amd64", Some("v1") | None) => ("amd64".to_owned(), None),
+        ("x86_64" | "x86-64" | "amd64", Some(v)) => ("amd64".to_owned(), Some(v.to_owned())),
+        ("aarch64" | "arm64", Some("v8" | "8") | None) => ("arm64".to_owned(), None),
+        ("aarch64" | "arm64", Some(v)) => ("arm64".to_owned(), Some(v.to_owned())),
+        ("armhf", _) | ("arm", None) => ("arm".to_owned(), Some("v7".to_owned())),
+        ("armel", _) => ("arm".to_owned(), Some("v6".to_owned())),
+        ("arm", Some(v)) => (
+            "arm".to_owned(),
+            Some(if v.starts_with('v') {
+                v.to_owned()
+            } else {
+                format!("v{v}")
+            }),
+        ),
+        ("i386" | "i486" | "i586" | "i686" | "x86" | "386", _) => ("386".to_owned(), None),
+        (a, v) => (a.to_owned(), v.map(str::to_owned)),
+    };
+    (os, arch, variant)
 }
 
 impl fmt::Display for Platform {
