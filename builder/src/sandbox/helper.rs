@@ -488,6 +488,19 @@ impl RunDir {
         if cleared.is_err() || !tmp_empty {
             return false;
         }
+        // Fresh inodes for `upper` and `work` (each renamed over its emptied old one):
+        // overlayfs marks the directories of a mount in use until its superblock is gone,
+        // and something outside can hold that past the next step's mount (a profiler that
+        // keeps an exited command's memory map, executable on the overlay, alive).
+        for name in ["upper", "work"] {
+            let fresh = path.join(format!("{name}.new"));
+            if fs::create_dir(&fresh)
+                .and_then(|()| fs::rename(&fresh, path.join(name)))
+                .is_err()
+            {
+                return false;
+            }
+        }
         if fs::rename(&path, self.runs.join(spares::fresh_name())).is_err() {
             return false;
         }
@@ -1675,5 +1688,68 @@ fn supervise(
                 report: bytes,
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn run_dir(runs: &Path, id: &str) -> RunDir {
+        let path = runs.join(id);
+        for sub in ["upper", "work/work/incompat/volatile", "tmp"] {
+            fs::create_dir_all(path.join(sub)).unwrap();
+        }
+        fs::set_permissions(path.join("upper"), fs::Permissions::from_mode(0o755)).unwrap();
+        RunDir {
+            runs: runs.to_owned(),
+            id: id.to_owned(),
+            lock: File::open(&path).unwrap(),
+            mounts: Vec::new(),
+            done: false,
+        }
+    }
+
+    fn inode(p: &Path) -> u64 {
+        fs::metadata(p).unwrap().ino()
+    }
+
+    #[test]
+    fn a_recycled_run_directory_gets_fresh_upper_and_work_inodes() {
+        let d = tempfile::tempdir().unwrap();
+        let runs = d.path().join("runs");
+        fs::create_dir(&runs).unwrap();
+        let mut dir = run_dir(&runs, "1-a");
+        let old = runs.join("1-a");
+        let (upper, work) = (inode(&old.join("upper")), inode(&old.join("work")));
+        assert!(dir.make_spare());
+        drop(dir);
+        let spares: Vec<PathBuf> = fs::read_dir(&runs)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        let [spare] = spares.as_slice() else {
+            panic!("{spares:?}")
+        };
+        assert!(spares::is_spare(spare.file_name().unwrap()), "{spare:?}");
+        assert_ne!(inode(&spare.join("upper")), upper);
+        assert_ne!(inode(&spare.join("work")), work);
+        assert!(spares::pristine_upper(&spare.join("upper")));
+        assert_eq!(fs::read_dir(spare.join("work")).unwrap().count(), 0);
+        let mut names: Vec<String> = fs::read_dir(spare)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["tmp", "upper", "work"]);
+
+        // A step that left something in `upper` keeps it: no spare is made of it.
+        let mut dir = run_dir(&runs, "2-b");
+        fs::write(runs.join("2-b/upper/f"), "x").unwrap();
+        assert!(!dir.make_spare());
+        assert!(runs.join("2-b/upper/f").exists());
     }
 }

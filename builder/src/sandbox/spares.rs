@@ -7,8 +7,10 @@
 //! [`super::sys::spread_subdirectories`]); that search, and allocating four directory
 //! inodes, cost 0.2-1 ms per step, as much as the rest of the sandbox's setup. A session's
 //! step helper, once it has replied, turns its own run directory into a spare when the
-//! step left nothing in it (a command without changes, a failed step), or else removes it
-//! and creates a fresh one, until [`WANTED`] spares wait in `runs/`. The next step claims
+//! step left nothing in it (a command without changes, a failed step; `upper` and `work`
+//! get fresh inodes, since overlayfs keeps the old ones marked in use for as long as
+//! anything holds the old mount), or else removes it and creates a fresh one, until
+//! [`WANTED`] spares wait in `runs/`. The next step claims
 //! one by locking and renaming it ([`claim`]); without one it creates its directory as
 //! before. When the build ends its sessions remove the spares ([`remove_all`]), so that
 //! nothing of the build stays in the state directory.
