@@ -103,6 +103,46 @@ fn each_run_step_gets_a_user_namespace_of_its_own() {
     }
 }
 
+#[test]
+fn a_step_that_cannot_get_its_user_namespace_says_why() {
+    let ws = require!(Workspace::new());
+    let ctx = ws.context(
+        "userns-limit",
+        &[("Dockerfile", &format!("FROM {}\nRUN true\n", ws.busybox))],
+    );
+    // rbuild as root of a user namespace that allows one more below it: the build's
+    // session takes that one, so the step's own cannot be made.
+    let out = ws
+        .env
+        .user
+        .command("unshare")
+        .current_dir(ws.dir.path())
+        .args([
+            "--user",
+            "--map-root-user",
+            "sh",
+            "-c",
+            "echo 1 > /proc/sys/user/max_user_namespaces && exec \"$@\"",
+            "sh",
+        ])
+        .arg(&ws.env.rbuild)
+        .arg("build")
+        .arg("--cache-dir")
+        .arg(ws.dir.path().join("limited-cache"))
+        .args(["--progress", "plain"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("Dockerfile` line 2"), "{err}");
+    assert!(
+        err.contains("cannot create the build step's user namespace"),
+        "{err}"
+    );
+    assert!(err.contains("user.max_user_namespaces"), "{err}");
+}
+
 /// A static file server on 127.0.0.1 for `ADD URL` (python's http.server).
 struct Server {
     child: Child,
