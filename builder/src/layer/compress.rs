@@ -1,7 +1,7 @@
 //! Layer compression in one streaming pass: the uncompressed tar is hashed (the diff id),
 //! compressed, and the compressed bytes are hashed and counted (the layer digest and
-//! size) by the writer they go to (the store's blob writer). Memory is bounded by a few blocks per thread,
-//! whatever the layer size.
+//! size) by the writer they go to (the store's blob writer). Memory is bounded by a few
+//! blocks per thread, whatever the layer size.
 //!
 //! gzip is compressed in parallel, pigz-style: the input is cut into fixed 128 KiB
 //! blocks, each block is deflated on its own thread with the previous 32 KiB as a preset

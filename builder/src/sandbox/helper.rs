@@ -138,7 +138,9 @@ fn answer(
         Err(_) => ExitCode::from(1),
     };
     drop(sock);
-    later.inits.clear();
+    for mut init in later.inits.drain(..) {
+        init.reap();
+    }
     for dir in later.dirs.drain(..) {
         dir.retire();
     }
@@ -177,12 +179,16 @@ impl Later {
 }
 
 /// The sandbox's init, waited for when dropped (unless reaped already).
-struct Reaper(Option<Pid>);
+struct Reaper {
+    pid: Pid,
+    reaped: bool,
+}
 
 impl Reaper {
     fn reap(&mut self) {
-        if let Some(pid) = self.0.take() {
-            while let Err(Errno::EINTR) = waitpid(pid, None) {}
+        if !self.reaped {
+            self.reaped = true;
+            while let Err(Errno::EINTR) = waitpid(self.pid, None) {}
         }
     }
 }
@@ -237,10 +243,12 @@ fn serve(mut ctl: UnixStream) -> ExitCode {
                 }
             }
         };
-        let Ok(((unshared_r, unshared_w), (mapped_r, mapped_w))) =
-            unistd::pipe2(OFlag::O_CLOEXEC).and_then(|a| Ok((a, unistd::pipe2(OFlag::O_CLOEXEC)?)))
-        else {
-            drop(fds);
+        // One pipe each way for the handshake of `nested_user_namespace`/`map_nested`;
+        // without them the step's socket closes unanswered, as on a failed fork.
+        let (Ok((unshared_r, unshared_w)), Ok((mapped_r, mapped_w))) = (
+            unistd::pipe2(OFlag::O_CLOEXEC),
+            unistd::pipe2(OFlag::O_CLOEXEC),
+        ) else {
             continue;
         };
         match sys::fork() {
@@ -454,11 +462,12 @@ impl RunDir {
         }
     }
 
-    /// Empties the run directory down to what a spare holds and renames it to a spare's
-    /// name; `false` (and nothing renamed) when the step's `upper` is not as a fresh one.
+    /// Empties the run directory down to what a spare holds (fresh `upper` and `work`)
+    /// and renames it to a spare's name; `false` (and nothing renamed) when the step left
+    /// something in `upper`.
     fn make_spare(&mut self) -> bool {
         let path = self.runs.join(&self.id);
-        if !spares::pristine_upper(&path.join("upper")) {
+        if !spares::is_empty_dir(&path.join("upper")) {
             return false;
         }
         let Ok(run) = Root::open(&path).and_then(|r| r.dir()) else {
@@ -491,7 +500,8 @@ impl RunDir {
         // Fresh inodes for `upper` and `work` (each renamed over its emptied old one):
         // overlayfs marks the directories of a mount in use until its superblock is gone,
         // and something outside can hold that past the next step's mount (a profiler that
-        // keeps an exited command's memory map, executable on the overlay, alive).
+        // keeps an exited command's memory map, executable on the overlay, alive). A fresh
+        // `upper` also drops what a step did to the root directory's own metadata.
         for name in ["upper", "work"] {
             let fresh = path.join(format!("{name}.new"));
             if fs::create_dir(&fresh)
@@ -922,7 +932,10 @@ fn run(
     drop(report_w);
     // Declared after the run directory, so that it is dropped first: init is reaped
     // (its mounts gone) before the run directory is removed or reused.
-    let mut init = Reaper(Some(init));
+    let mut init = Reaper {
+        pid: init,
+        reaped: false,
+    };
     let supervised = supervise(
         &mut init,
         spec.timeout_ms.map(Duration::from_millis),
@@ -1607,12 +1620,7 @@ fn supervise(
     sfd: &SignalFd,
     report: &File,
 ) -> Supervised {
-    let Some(pid) = init.0 else {
-        return Supervised {
-            timed_out: None,
-            report: Vec::new(),
-        };
-    };
+    let pid = init.pid;
     let start = Instant::now();
     let mut deadline = timeout.map(|t| start + t);
     let mut timed_out: Option<Vec<Leftover>> = None;
@@ -1635,7 +1643,7 @@ fn supervise(
                 });
                 timed_out = Some(list);
             }
-            if init.0.is_some() {
+            if !init.reaped {
                 let _ = kill(pid, Signal::SIGKILL);
             }
             deadline = None;
@@ -1657,19 +1665,19 @@ fn supervise(
         let _ = poll(&mut fds, wait_ms);
         while let Ok(Some(info)) = sfd.read_signal() {
             let sig = i32::try_from(info.ssi_signo).unwrap_or(0);
-            if init.0.is_some() && (sig == Signal::SIGTERM as i32 || sig == Signal::SIGHUP as i32) {
+            if !init.reaped && (sig == Signal::SIGTERM as i32 || sig == Signal::SIGHUP as i32) {
                 // Ask the command to stop (init forwards it), then force it.
                 let _ = kill(pid, Signal::SIGTERM);
                 grace.get_or_insert(Instant::now() + Duration::from_secs(10));
             }
         }
-        if init.0.is_some()
+        if !init.reaped
             && matches!(
                 waitpid(pid, Some(WaitPidFlag::WNOHANG)),
                 Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) | Err(_)
             )
         {
-            init.0 = None;
+            init.reaped = true;
         }
         // Init holds the only write end (close-on-exec keeps it from the command): end of
         // file comes when init closes it after writing its report, or dies.
@@ -1725,26 +1733,31 @@ mod tests {
         let (upper, work) = (inode(&old.join("upper")), inode(&old.join("work")));
         assert!(dir.make_spare());
         drop(dir);
-        let spares: Vec<PathBuf> = fs::read_dir(&runs)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        let [spare] = spares.as_slice() else {
-            panic!("{spares:?}")
+        let names = spares::tests::names(&runs);
+        let [spare] = names.as_slice() else {
+            panic!("{names:?}")
         };
-        assert!(spares::is_spare(spare.file_name().unwrap()), "{spare:?}");
+        assert!(spares::is_spare(OsStr::new(spare)), "{spare}");
+        let spare = runs.join(spare);
         assert_ne!(inode(&spare.join("upper")), upper);
         assert_ne!(inode(&spare.join("work")), work);
-        assert!(spares::pristine_upper(&spare.join("upper")));
-        assert_eq!(fs::read_dir(spare.join("work")).unwrap().count(), 0);
-        let mut names: Vec<String> = fs::read_dir(spare)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["tmp", "upper", "work"]);
+        assert_eq!(spares::tests::names(&spare), ["tmp", "upper", "work"]);
+        for d in ["upper", "work"] {
+            assert!(spares::is_empty_dir(&spare.join(d)), "{d}");
+        }
+        let meta = fs::metadata(spare.join("upper")).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o755);
+        assert_eq!(meta.uid(), unistd::geteuid().as_raw());
+
+        // A step that changed only the root directory's mode: recycled, with a fresh one.
+        let mut dir = run_dir(&runs, "3-c");
+        fs::set_permissions(runs.join("3-c/upper"), fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(dir.make_spare());
+        drop(dir);
+        for name in spares::tests::names(&runs) {
+            let meta = fs::metadata(runs.join(name).join("upper")).unwrap();
+            assert_eq!(meta.mode() & 0o7777, 0o755);
+        }
 
         // A step that left something in `upper` keeps it: no spare is made of it.
         let mut dir = run_dir(&runs, "2-b");

@@ -10,9 +10,8 @@
 //! step left nothing in it (a command without changes, a failed step; `upper` and `work`
 //! get fresh inodes, since overlayfs keeps the old ones marked in use for as long as
 //! anything holds the old mount), or else removes it and creates a fresh one, until
-//! [`WANTED`] spares wait in `runs/`. The next step claims
-//! one by locking and renaming it ([`claim`]); without one it creates its directory as
-//! before. When the build ends its sessions remove the spares ([`remove_all`]), so that
+//! [`WANTED`] spares wait in `runs/`. The next step claims one by locking and renaming it
+//! ([`claim`]); without one it creates its directory as before. When the build ends its sessions remove the spares ([`remove_all`]), so that
 //! nothing of the build stays in the state directory.
 //!
 //! Spares are unlocked directories named `spare-*`; the sweep of stale run directories
@@ -23,7 +22,7 @@ use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -109,42 +108,21 @@ pub(super) fn remove_all(runs: &Path) {
     }
 }
 
-/// Whether `upper` is exactly as a fresh one: an empty directory with mode 0755, owned by
-/// this process's user and group, with no extended attributes but overlayfs's (a step that changed only
-/// the root directory's own metadata leaves an empty but altered `upper`).
-pub(super) fn pristine_upper(upper: &Path) -> bool {
-    let Ok(meta) = fs::symlink_metadata(upper) else {
-        return false;
-    };
-    meta.is_dir()
-        && meta.mode() & 0o7777 == 0o755
-        && meta.uid() == nix::unistd::geteuid().as_raw()
-        && meta.gid() == nix::unistd::getegid().as_raw()
-        && is_empty_dir(upper)
-        && xattr_names_empty(upper)
-}
-
-fn is_empty_dir(path: &Path) -> bool {
+/// Whether `path` is a directory with nothing in it.
+pub(super) fn is_empty_dir(path: &Path) -> bool {
     fs::read_dir(path).is_ok_and(|mut d| d.next().is_none())
 }
 
-/// Whether `path` has no extended attributes but overlayfs's own (it marks the root of
-/// every upper directory with `user.overlay.uuid`).
-fn xattr_names_empty(path: &Path) -> bool {
-    super::sys::llistxattr(path)
-        .is_ok_and(|names| names.iter().all(|n| n.starts_with("user.overlay.")))
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     fn runs() -> tempfile::TempDir {
         tempfile::tempdir().unwrap()
     }
 
-    fn names(dir: &Path) -> Vec<String> {
+    /// The names in `dir`, sorted.
+    pub(in crate::sandbox) fn names(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(dir)
             .unwrap()
             .flatten()
@@ -198,26 +176,6 @@ mod tests {
         fs::write(runs.path().join(&name).join("upper/file"), b"x").unwrap();
         assert!(claim(runs.path(), "1-run").is_none());
         assert!(names(runs.path()).is_empty());
-    }
-
-    #[test]
-    fn only_a_fresh_looking_upper_is_pristine() {
-        let dir = runs();
-        let upper = dir.path().join("upper");
-        fs::create_dir(&upper).unwrap();
-        fs::set_permissions(&upper, fs::Permissions::from_mode(0o755)).unwrap();
-        assert!(pristine_upper(&upper));
-        // A step that changed the root directory's mode leaves an empty but altered upper.
-        fs::set_permissions(&upper, fs::Permissions::from_mode(0o700)).unwrap();
-        assert!(!pristine_upper(&upper));
-        fs::set_permissions(&upper, fs::Permissions::from_mode(0o755)).unwrap();
-        fs::write(upper.join("f"), b"").unwrap();
-        assert!(!pristine_upper(&upper));
-        fs::remove_file(upper.join("f")).unwrap();
-        // Other extended attributes than overlayfs's own make it not pristine.
-        if super::super::sys::lsetxattr(&upper, "user.rbuild-test", b"1").is_ok() {
-            assert!(!pristine_upper(&upper));
-        }
     }
 
     #[test]

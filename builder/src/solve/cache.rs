@@ -107,17 +107,16 @@ impl Record {
 #[derive(Debug)]
 pub struct Records {
     dir: PathBuf,
-    /// Records put but not yet on disk: the newest per key, with the number of its put.
-    pending: Arc<Mutex<HashMap<String, (u64, Record)>>>,
+    /// Records put but not yet on disk, the newest per key.
+    pending: Arc<Mutex<HashMap<String, Record>>>,
     /// The writer thread and its queue (keys, in the order they were put); started on the
     /// first put, ended by [`Records::flush`].
     writer: Mutex<Option<Writer>>,
-    puts: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug)]
 struct Writer {
-    queue: Sender<(String, u64)>,
+    queue: Sender<String>,
     thread: JoinHandle<io::Result<()>>,
 }
 
@@ -130,18 +129,12 @@ impl Records {
             dir,
             pending: Arc::default(),
             writer: Mutex::new(None),
-            puts: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
     /// The record of `key`, if there is a readable one.
     pub fn get(&self, key: &str) -> Option<Record> {
-        if let Some((_, r)) = self
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(key)
-        {
+        if let Some(r) = lock(&self.pending).get(key) {
             return Some(r.clone());
         }
         let bytes = std::fs::read(record_path(&self.dir, key)).ok()?;
@@ -151,44 +144,18 @@ impl Records {
     /// Stores the record of `key`: at once for [`Records::get`], on disk soon after
     /// (atomically: a temp file renamed into place).
     pub fn put(&self, key: &str, record: &Record) -> io::Result<()> {
-        let n = self.puts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key.to_owned(), (n, record.clone()));
-        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        lock(&self.pending).insert(key.to_owned(), record.clone());
+        let mut writer = lock(&self.writer);
         if writer.is_none() {
-            let (queue, rx) = channel::<(String, u64)>();
+            let (queue, keys) = channel::<String>();
             let (dir, pending) = (self.dir.clone(), Arc::clone(&self.pending));
             let thread = std::thread::Builder::new()
                 .name("cache-records".into())
-                .spawn(move || {
-                    let mut first_error = Ok(());
-                    for (key, n) in rx {
-                        let record = match pending
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .get(&key)
-                        {
-                            // A newer put of the same key is queued too; it writes.
-                            Some((m, r)) if *m == n => r.clone(),
-                            _ => continue,
-                        };
-                        let written = write_record(&dir, &key, &record);
-                        let mut pending = pending.lock().unwrap_or_else(PoisonError::into_inner);
-                        if pending.get(&key).is_some_and(|(m, _)| *m == n) {
-                            pending.remove(&key);
-                        }
-                        if first_error.is_ok() {
-                            first_error = written;
-                        }
-                    }
-                    first_error
-                })?;
+                .spawn(move || write_pending(&dir, &pending, keys))?;
             *writer = Some(Writer { queue, thread });
         }
         if let Some(w) = writer.as_ref()
-            && w.queue.send((key.to_owned(), n)).is_ok()
+            && w.queue.send(key.to_owned()).is_ok()
         {
             return Ok(());
         }
@@ -199,11 +166,7 @@ impl Records {
 
     /// Waits until every record put so far is on disk; the first write that failed.
     pub fn flush(&self) -> io::Result<()> {
-        let writer = self
-            .writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let writer = lock(&self.writer).take();
         let Some(Writer { queue, thread }) = writer else {
             return Ok(());
         };
@@ -228,6 +191,36 @@ impl Drop for Records {
         // Nothing put is lost when a build ends early; errors were the build's to report.
         let _ = self.flush();
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The writer thread: for each key put, writes its newest pending record and takes it
+/// out of `pending` unless a newer one came meanwhile (whose own queued key writes it).
+/// The first write that failed.
+fn write_pending(
+    dir: &Path,
+    pending: &Mutex<HashMap<String, Record>>,
+    keys: std::sync::mpsc::Receiver<String>,
+) -> io::Result<()> {
+    let mut first_error = Ok(());
+    for key in keys {
+        // Gone: written already, for an earlier key in the queue.
+        let Some(record) = lock(pending).get(&key).cloned() else {
+            continue;
+        };
+        let written = write_record(dir, &key, &record);
+        let mut pending = lock(pending);
+        if pending.get(&key) == Some(&record) {
+            pending.remove(&key);
+        }
+        if first_error.is_ok() {
+            first_error = written;
+        }
+    }
+    first_error
 }
 
 fn record_path(dir: &Path, key: &str) -> PathBuf {
